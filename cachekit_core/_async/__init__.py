@@ -1,0 +1,1 @@
+"""The engine's I/O, written once as async code; ``_sync/`` is generated from it."""

@@ -1,0 +1,519 @@
+"""The engine's operations, written once as async code (``_sync/engine.py`` is generated).
+
+Read path: L1 (no I/O) -> L2 with tag versions in one round trip -> single-flight within the
+process -> Redis lock across processes -> re-read -> loader -> write L2 then L1.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .._concurrency import Abandoned, async_call, async_sleep
+from .._core import CacheCore, incremented, log
+from ..entry import Entry
+from ..exceptions import CacheUnavailable
+from ..policy import Policy
+
+
+class AsyncCacheOps(CacheCore):
+    # -- public API ------------------------------------------------------------------------
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Return the fresh value cached under ``key``, or ``default``."""
+        entry = await self._alookup(key)
+        if entry is None or self._clock() >= entry.fresh_until:
+            return default
+        return entry.value
+
+    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return ``{key: value}`` for the keys that hold a fresh value."""
+        found = await self._alookup_many(list(keys))
+        now = self._clock()
+        return {key: e.value for key, e in found.items() if now < e.fresh_until}
+
+    async def aset(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        stale_ttl: float = 0.0,
+    ) -> bool:
+        """Store ``value`` in every layer; ``ttl`` <= 0 deletes instead. True if stored.
+        ``stale_ttl`` lets ``get_or_set`` serve it stale that long after expiry."""
+        return await self.aset_many({key: value}, ttl, tags, stale_ttl)
+
+    async def aset_many(
+        self,
+        mapping: Mapping[str, Any],
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        stale_ttl: float = 0.0,
+    ) -> bool:
+        tag_keys = self._tag_keys(tags)
+        gens = self._snapshot_gens(tag_keys)
+        entries: dict[str, Entry] = {}
+        expired: list[str] = []
+        for key, value in mapping.items():
+            entry = self._new_entry(value, ttl, stale_ttl, tag_keys, 0.0)
+            if entry is None:
+                expired.append(key)
+            else:
+                entries[key] = entry
+        if expired:
+            await self.adelete_many(expired)
+        if not entries:
+            return False
+        versions = await self._ashared_versions(tag_keys)
+        return await self._awrite_entries(entries, versions, gens)
+
+    async def aadd(
+        self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
+    ) -> bool:
+        """Store ``value`` only if ``key`` holds no fresh value. True if it was stored."""
+        tag_keys = self._tag_keys(tags)
+        gens = self._snapshot_gens(tag_keys)
+        entry = self._new_entry(value, ttl, 0.0, tag_keys, 0.0)
+        if entry is None:
+            return False
+        shared = self._shared
+        if shared is None:
+            with self._add_lock:
+                current = self._local.get(key) if self._local is not None else None
+                if (
+                    current is not None
+                    and self._usable(current, self._clock())
+                    and self._clock() < current.fresh_until
+                ):
+                    return False
+                self._fill_local(key, entry, self._clock(), gens)
+                return True
+        versions = await self._ashared_versions(tag_keys)
+        if versions is None:
+            return False
+        ekey = self._keys.entry(key)
+        blob = self._encode(key, entry, versions)
+        px = entry.ttl_ms(self._clock())
+        stored = await shared.aadd(ekey, blob, px, key, self._origin)
+        if not stored:
+            # SET NX also refuses when Redis holds an entry that is no longer fresh (stale,
+            # tag-invalidated or corrupt). Remove exactly that blob, then try once more.
+            rows = await shared.aread([ekey])
+            row = rows[0] if rows else None
+            current = self._decode_row(key, row)
+            if row is None or row[0] is None:
+                return False
+            if current is not None and self._clock() < current.fresh_until:
+                return False
+            if not await shared.adelete_if(ekey, row[0]):
+                return False
+            stored = await shared.aadd(ekey, blob, px, key, self._origin)
+        if stored and self._local is not None:
+            self._fill_local(key, entry, self._clock(), gens)
+        return stored
+
+    async def adelete(self, key: str) -> bool:
+        """Remove ``key`` from every layer (and from other processes' L1). True if it existed."""
+        return await self.adelete_many([key]) > 0
+
+    async def adelete_many(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        removed = 0
+        local = self._local
+        if local is not None:
+            for key in keys:
+                removed += local.delete(key)
+        shared = self._shared
+        if shared is not None and keys:
+            count = await shared.adelete({self._keys.entry(k): k for k in keys}, self._origin)
+            if count is not None:
+                removed = max(removed, count)
+        return removed
+
+    async def ahas_key(self, key: str) -> bool:
+        """Whether ``key`` holds a fresh value."""
+        entry = await self._alookup(key)
+        return entry is not None and self._clock() < entry.fresh_until
+
+    async def atouch(self, key: str, ttl: float | None = None) -> bool:
+        """Give ``key`` a new TTL from now, keeping its value and tags. False if absent."""
+        entry = await self._alookup(key)
+        if entry is None or self._clock() >= entry.fresh_until:
+            return False
+        new = self._new_entry(entry.value, ttl, 0.0, entry.tags, entry.delta)
+        if new is None:
+            return await self.adelete(key)
+        versions = await self._ashared_versions(entry.tags)
+        return await self._awrite_entries({key: new}, versions, self._snapshot_gens(entry.tags))
+
+    async def aincr(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` to the integer under ``key`` atomically (across processes, under the
+        key's lock) and return it; the TTL is kept. Raises ValueError if the key is absent."""
+        shared = self._shared
+        if shared is None:
+            return self._incr_local(key, delta)
+        lock_key, token = self._keys.lock(key), secrets.token_hex(16)
+        held = await shared.aacquire(lock_key, token, self._lock_px)
+        if held is False:
+            held = await self._await_lock_owner(key, lock_key, token, reread=False)
+        try:
+            entry = await self._alookup(key)
+            if entry is None or self._clock() >= entry.fresh_until:
+                raise ValueError(f"Key {key!r} not found")
+            new = incremented(key, entry, delta)
+            versions = await self._ashared_versions(entry.tags)
+            await self._awrite_entries({key: new}, versions, self._snapshot_gens(entry.tags))
+            return int(new.value)
+        finally:
+            if held:
+                await shared.arelease(lock_key, token)
+
+    async def aget_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        stale_ttl: float = 0.0,
+        negative_ttl: float | None = None,
+        early_refresh: float | None = None,
+        lock: bool = True,
+    ) -> Any:
+        """Return the cached value, or call ``loader`` once (per key, across processes)."""
+        policy = Policy(ttl, tuple(tags), stale_ttl, negative_ttl, early_refresh, lock)
+        return await self._aresolve(key, loader, policy)
+
+    async def ainvalidate_tags(self, *tags: str | Iterable[str]) -> None:
+        """Make every entry carrying any of ``tags`` a miss, in every layer and process."""
+        tag_keys = self._tag_keys(_flatten(tags))
+        if not tag_keys:
+            return
+        self._bump_local(tag_keys)
+        self.counters.invalidations += len(tag_keys)
+        shared = self._shared
+        if shared is None:
+            return
+        try:
+            delivered = await shared.abump_tags(list(tag_keys), self._origin)
+        except CacheUnavailable:
+            self._invalidation_failed(tag_keys)
+            raise
+        if not delivered:
+            self._invalidation_failed(tag_keys)
+
+    async def aclear(self) -> None:
+        """Remove every entry of this namespace (and only this namespace) from every layer."""
+        self._reset_local_tags()
+        shared = self._shared
+        if shared is not None and not await shared.aclear(self._origin):
+            self._invalidation_failed(("clear",))
+
+    # -- the read path -----------------------------------------------------------------------
+    async def _alookup(self, key: str) -> Entry | None:
+        """The single-key read path (the hot one): L1, then one Redis round trip."""
+        now = self._clock()
+        local = self._local
+        fallback = None
+        if local is not None:
+            entry = local.get(key)
+            if entry is not None:
+                if now < entry.local_fresh_until and (not entry.tags or self._tags_current(entry)):
+                    local.hits += 1
+                    return entry
+                if self._usable(entry, now):
+                    fallback = entry
+                else:
+                    local.delete(key)
+            local.misses += 1
+        shared = self._shared
+        if shared is None:
+            return fallback
+        seq = self._seq  # see _alookup_many
+        ekey = self._keys.entry(key)
+        guess = self._tag_guess.get(ekey, ())
+        row = await shared.aread_one(ekey, guess)
+        if row is None:
+            return fallback  # Redis unavailable: keep serving what L1 holds
+        entry = await self._adecode_one(key, ekey, row, guess)
+        if entry is not None and now < entry.stale_until:
+            shared.hits += 1
+            if local is not None and seq == self._seq:
+                self._fill_local(key, entry, now, None)
+            return entry
+        shared.misses += 1
+        if fallback is not None and now >= fallback.fresh_until:
+            return fallback  # stale-while-revalidate from the local copy
+        return None
+
+    async def _adecode_one(
+        self, key: str, ekey: str, row: list[bytes | None], guess: tuple[str, ...]
+    ) -> Entry | None:
+        """Decode and tag-check one entry read with the versions of the tags we guessed."""
+        decoded = self._decode(key, row[0])
+        if decoded is None:
+            return None
+        entry, versions = decoded
+        if not entry.tags and not guess:
+            return entry  # the common case: an untagged entry read with a plain GET
+        current: Sequence[Any] | None = row[1:]
+        if entry.tags != guess:
+            # First read of this key here, or its tags changed: fetch their versions once and
+            # remember the tags, so the next read is one MGET again.
+            if not self._tags_in_namespace(entry):
+                return None
+            self._remember_tags(ekey, entry.tags)
+            if not entry.tags:
+                return entry
+            shared = self._shared
+            assert shared is not None
+            current = await shared.atag_versions(list(entry.tags))
+        if current is None:
+            return None  # cannot verify the tags: not a hit
+        return entry if self._versions_current(key, versions, current) else None
+
+    async def _alookup_many(self, keys: list[str]) -> dict[str, Entry]:
+        """Fresh or still-stale-servable entries, filling L1 from L2."""
+        now = self._clock()
+        found: dict[str, Entry] = {}
+        fallback: dict[str, Entry] = {}
+        need: list[str] = []
+        local = self._local
+        for key in keys:
+            if local is not None:
+                entry = local.get(key)
+                if entry is not None:
+                    if not self._usable(entry, now):
+                        local.delete(key)
+                    elif now < entry.local_fresh_until:
+                        local.hits += 1
+                        found[key] = entry
+                        continue
+                    else:
+                        fallback[key] = entry
+                local.misses += 1
+            need.append(key)
+        shared = self._shared
+        if shared is None or not need:
+            found.update(fallback)
+            return found
+        # A broadcast arriving during the read bumps _seq: then the copy we read may already
+        # be invalid, so it is returned but not kept in L1.
+        seq = self._seq
+        rows = await shared.aread([self._keys.entry(k) for k in need])
+        if rows is None:
+            # Redis unavailable: keep serving what L1 holds, even past its L1 trust window.
+            found.update(fallback)
+            return found
+        for key, row in zip(need, rows, strict=True):
+            entry = self._decode_row(key, row)
+            if entry is not None and now < entry.stale_until:
+                shared.hits += 1
+                found[key] = entry
+                if local is not None and seq == self._seq:
+                    self._fill_local(key, entry, now, None)
+                continue
+            shared.misses += 1
+            stale = fallback.get(key)
+            if stale is not None and now >= stale.fresh_until:
+                found[key] = stale  # stale-while-revalidate from the local copy
+        return found
+
+    async def _aresolve(self, key: str, loader: Callable[[], Any], policy: Policy) -> Any:
+        entry = await self._alookup(key)
+        if entry is not None:
+            now = self._clock()
+            if now < entry.fresh_until:
+                if policy.early_refresh and _xfetch_due(entry, now, policy.early_refresh):
+                    self.counters.early_refreshes += 1
+                    self._aspawn(self._arefresh, key, loader, policy)
+                return entry.value
+            self.counters.stale_serves += 1
+            self._aspawn(self._arefresh, key, loader, policy)
+            return entry.value
+        return await self._aload(key, loader, policy)
+
+    async def _aload(self, key: str, loader: Callable[[], Any], policy: Policy) -> Any:
+        leader, flight = self._aflights.join(key)
+        if not leader:
+            self.counters.flight_waits += 1
+            try:
+                return await flight.wait(self.lock_ttl + self.lock_wait)
+            except (TimeoutError, Abandoned):
+                # The leader vanished or is stuck: load without it rather than wait forever.
+                return await self._aload_locked(key, loader, policy)
+        try:
+            value = await self._aload_locked(key, loader, policy)
+        except Exception as exc:
+            self._aflights.finish(key, flight, error=exc)
+            raise
+        except BaseException:
+            self._aflights.finish(key, flight, error=Abandoned())
+            raise
+        self._aflights.finish(key, flight, value)
+        return value
+
+    async def _aload_locked(self, key: str, loader: Callable[[], Any], policy: Policy) -> Any:
+        shared = self._shared
+        if shared is None or not policy.lock:
+            # Another flight may have finished just before this one started.
+            entry = await self._alookup(key)
+            if entry is not None and self._clock() < entry.fresh_until:
+                return entry.value
+            return await self._acompute(key, loader, policy, entry)
+        lock_key, token = self._keys.lock(key), secrets.token_hex(16)
+        held = await shared.aacquire(lock_key, token, self._lock_px)
+        if held is False:
+            held = await self._await_lock_owner(key, lock_key, token)
+        try:
+            # Re-read after taking the lock: its previous owner may have just stored the value.
+            entry = await self._alookup(key)
+            if entry is not None and self._clock() < entry.fresh_until:
+                return entry.value
+            return await self._acompute(key, loader, policy, entry)
+        finally:
+            if held:
+                await shared.arelease(lock_key, token)
+
+    async def _await_lock_owner(
+        self, key: str, lock_key: str, token: str, *, reread: bool = True
+    ) -> bool:
+        """Wait (bounded, with backoff) while another process holds the key's lock; True if we
+        got the lock. With ``reread``, stop early once the owner has stored a fresh value."""
+        shared = self._shared
+        assert shared is not None
+        self.counters.lock_waits += 1
+        deadline = time.monotonic() + self.lock_wait
+        delay = 0.002
+        while True:
+            await async_sleep(delay)
+            delay = min(delay * 2, 0.05)
+            if reread:
+                entry = await self._alookup(key)
+                if entry is not None and self._clock() < entry.fresh_until:
+                    return False  # the caller's re-read finds it
+            held = await shared.aacquire(lock_key, token, self._lock_px)
+            if held is not False:
+                return bool(held)  # True: ours now; None: Redis gone, load without a lock
+            if time.monotonic() >= deadline:
+                # Never deadlock on a lost or slow owner: load ourselves.
+                self.counters.lock_timeouts += 1
+                return False
+
+    async def _acompute(
+        self, key: str, loader: Callable[[], Any], policy: Policy, stale: Entry | None
+    ) -> Any:
+        tag_keys = self._tag_keys(policy.tags)
+        # Snapshot tag versions *before* loading: an invalidation that lands while the loader
+        # runs then leaves the new entry stale at once (no stale write-back race).
+        gens = self._snapshot_gens(tag_keys)
+        versions = await self._ashared_versions(tag_keys)
+        self.counters.loader_calls += 1
+        started = time.perf_counter()
+        try:
+            value = await async_call(loader)
+        except Exception:
+            self.counters.loader_errors += 1
+            self._observe_load(time.perf_counter() - started, True)
+            if stale is not None and self._clock() < stale.stale_until:
+                self.counters.stale_serves += 1
+                log.warning("cachekit: loader failed, serving stale (namespace=%s)", self.namespace)
+                return stale.value
+            raise
+        delta = time.perf_counter() - started
+        self._observe_load(delta, False)
+        if value is None:
+            if policy.negative_ttl is None:
+                return None
+            entry = self._new_entry(None, policy.negative_ttl, 0.0, tag_keys, delta)
+        else:
+            entry = self._new_entry(value, policy.ttl, policy.stale_ttl, tag_keys, delta)
+        if entry is not None:
+            await self._awrite_entries({key: entry}, versions, gens)
+        return value
+
+    async def _arefresh(self, key: str, loader: Callable[[], Any], policy: Policy) -> None:
+        """Background refresh of a stale (or early-expiring) entry: once, never raising."""
+        leader, flight = self._aflights.join(key)
+        if not leader:
+            return
+        value: Any = None
+        error: BaseException | None = Abandoned()
+        try:
+            shared = self._shared
+            lock_key, token = self._keys.lock(key), secrets.token_hex(16)
+            held = None
+            if shared is not None and policy.lock:
+                held = await shared.aacquire(lock_key, token, self._lock_px)
+                if held is False:
+                    return  # another process is refreshing it
+            try:
+                current = await self._alookup(key)
+                if (
+                    current is not None
+                    and self._clock() < current.fresh_until
+                    and (not policy.early_refresh or current.delta == 0)
+                ):
+                    value, error = current.value, None
+                else:
+                    value = await self._acompute(key, loader, policy, current)
+                    error = None
+            finally:
+                if held and shared is not None:
+                    await shared.arelease(lock_key, token)
+        except Exception:
+            log.exception("cachekit: background refresh failed (namespace=%s)", self.namespace)
+        finally:
+            self._aflights.finish(key, flight, value, error)
+
+    # -- writes ------------------------------------------------------------------------------
+    async def _ashared_versions(self, tag_keys: tuple[str, ...]) -> list[int] | None:
+        """Current Redis versions of ``tag_keys``; None if Redis is unavailable."""
+        shared = self._shared
+        if shared is None or not tag_keys:
+            return []
+        return await shared.atag_versions(list(tag_keys))
+
+    async def _awrite_entries(
+        self, entries: dict[str, Entry], versions: list[int] | None, gens: tuple[int, ...]
+    ) -> bool:
+        now = self._clock()
+        stored = False
+        shared = self._shared
+        if shared is not None and versions is None:
+            # Redis was unreachable for the tag versions: the old value it holds must be
+            # deleted (and other processes told) once it is back.
+            shared.remember(keys={self._keys.entry(k): k for k in entries})
+        elif shared is not None and versions is not None:
+            items = [
+                (self._keys.entry(k), k, self._encode(k, e, versions), e.ttl_ms(now))
+                for k, e in entries.items()
+            ]
+            stored = await shared.awrite(items, self._origin)
+            for key, entry in entries.items():
+                self._remember_tags(self._keys.entry(key), entry.tags)
+        if self._local is not None:
+            for key, entry in entries.items():
+                self._fill_local(key, entry, now, gens)
+            stored = True
+        return stored
+
+
+def _xfetch_due(entry: Entry, now: float, beta: float) -> bool:
+    """XFetch (Vattani et al.): refresh early with a probability that grows near expiry."""
+    if entry.delta <= 0 or math.isinf(entry.fresh_until):
+        return False
+    return now - entry.delta * beta * math.log(random.random() or 1e-12) >= entry.fresh_until
+
+
+def _flatten(tags: tuple[str | Iterable[str], ...]) -> list[str]:
+    flat: list[str] = []
+    for tag in tags:
+        if isinstance(tag, str):
+            flat.append(tag)
+        else:
+            flat.extend(tag)
+    return flat

@@ -1,0 +1,387 @@
+"""State and I/O-free helpers shared by the sync and async engines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgpack
+
+from ._concurrency import AsyncFlights, SyncFlights
+from .entry import Codec, CorruptEntry, Entry
+from .exceptions import ConfigurationError, SerializationError
+from .keys import KeySpace
+from .layers.memory import MemoryLayer
+from .layers.redis import RedisLayer
+from .serializers import Serializer, get_serializer
+
+log = logging.getLogger("cachekit")
+
+Layer = MemoryLayer | RedisLayer
+# More distinct invalidated tags than this and the local generation map is reset (with L1).
+MAX_LOCAL_TAGS = 100_000
+# Entries whose tag keys this process remembers for one-round-trip reads (see _remember_tags).
+MAX_TAG_GUESSES = 100_000
+
+
+@dataclass(slots=True)
+class Counters:
+    """Engine-wide event counts (per-layer hits and misses live on the layers)."""
+
+    corrupt: int = 0
+    early_refreshes: int = 0
+    flight_waits: int = 0
+    invalidation_errors: int = 0
+    invalidations: int = 0
+    loader_calls: int = 0
+    loader_errors: int = 0
+    lock_timeouts: int = 0
+    lock_waits: int = 0
+    stale_serves: int = 0
+    tag_misses: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class CacheCore:
+    def __init__(
+        self,
+        layers: Sequence[Layer] | None = None,
+        *,
+        namespace: str = "cachekit",
+        default_ttl: float | None = 300,
+        jitter: float = 0.0,
+        serializer: str | Serializer = "msgpack",
+        secret_key: str | bytes | None = None,
+        compress_threshold: int = 4096,  # below this, zlib saves little and costs every read
+        max_value_size: int = 64 * 1024 * 1024,
+        raise_on_error: bool = False,
+        lock_ttl: float = 30.0,
+        lock_wait: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        layers = list(layers) if layers is not None else [MemoryLayer()]
+        self._local, self._shared = _split_layers(layers)
+        self.layers = layers
+        self.namespace = namespace
+        self._keys = KeySpace(namespace)
+        if not 0 <= jitter < 1:
+            raise ConfigurationError("jitter must be in [0, 1): it is a fraction of the TTL")
+        self.default_ttl = default_ttl
+        self.jitter = jitter
+        key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        self._codec = Codec(
+            get_serializer(serializer, key), key, compress_threshold, max_value_size
+        )
+        self.raise_on_error = raise_on_error
+        self.lock_ttl = lock_ttl
+        self.lock_wait = lock_wait
+        self._lock_px = max(1, int(lock_ttl * 1000))
+        self._clock = clock
+        self._origin = uuid.uuid4().hex  # tells this cache's own broadcasts from others'
+        # Local tag generations: an L1 entry is valid while the generation of each of its tags
+        # equals the one recorded when it entered L1. Missing tags read as _gens_floor, which
+        # moves forward whenever the map is reset, so no old snapshot can match again.
+        self._gens: dict[str, int] = {}
+        self._gens_floor = 0
+        self._seq = 0  # bumped by every invalidation seen: guards L1 fills racing with them
+        self._tag_guess: dict[str, tuple[str, ...]] = {}
+        # Called with (seconds, failed) after every loader call (metrics.register_metrics).
+        self.load_observers: list[Callable[[float, bool], None]] = []
+        self._flights = SyncFlights()
+        self._aflights = AsyncFlights()
+        self._add_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_corrupt_log = 0.0
+        self.counters = Counters()
+        if self._shared is not None:
+            self._shared.bind(self._keys, raise_on_error=raise_on_error)
+
+    # -- tags and local generations ----------------------------------------------------------
+    def _tag_keys(self, tags: Iterable[str]) -> tuple[str, ...]:
+        if isinstance(tags, str):
+            raise TypeError("tags must be a list of strings, not one string")
+        return tuple(dict.fromkeys(self._keys.tag(t) for t in tags))
+
+    def _snapshot_gens(self, tag_keys: tuple[str, ...]) -> tuple[int, ...]:
+        gens, floor = self._gens, self._gens_floor
+        return tuple(gens.get(t, floor) for t in tag_keys)
+
+    def _tags_current(self, entry: Entry) -> bool:
+        gens, floor = self._gens, self._gens_floor
+        for tag, gen in zip(entry.tags, entry.gens, strict=False):
+            if gens.get(tag, floor) != gen:
+                return False
+        return len(entry.gens) == len(entry.tags)
+
+    def _usable(self, entry: Entry, now: float) -> bool:
+        return now < entry.stale_until and (not entry.tags or self._tags_current(entry))
+
+    def _bump_local(self, tag_keys: Iterable[str]) -> None:
+        self._seq += 1
+        gens = self._gens
+        if len(gens) > MAX_LOCAL_TAGS:
+            self._reset_local_tags()
+        for tag in tag_keys:
+            gens[tag] = max(gens.get(tag, self._gens_floor), self._seq) + 1
+
+    def _reset_local_tags(self) -> None:
+        self._seq += 1
+        self._gens_floor = max([self._gens_floor, self._seq, *self._gens.values()]) + 1
+        self._gens.clear()
+        if self._local is not None:
+            self._local.clear()
+
+    # -- L1 ------------------------------------------------------------------------------------
+    def _fill_local(self, key: str, entry: Entry, now: float, gens: tuple[int, ...] | None) -> None:
+        local = self._local
+        if local is None:
+            return
+        if self._shared is not None:
+            self._shared.start_listener(self._on_message, self._on_connect)
+            if local.ttl is not None:
+                entry.local_fresh_until = min(entry.fresh_until, now + local.ttl)
+        entry.gens = self._snapshot_gens(entry.tags) if gens is None else gens
+        local.set(key, entry)
+
+    def _on_connect(self) -> None:
+        # (Re)subscribed: invalidations may have been missed meanwhile, so trust nothing local.
+        self._reset_local_tags()
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            origin, kind, items = msgpack.unpackb(data, raw=False, unicode_errors="surrogatepass")
+        except Exception:
+            log.warning(
+                "cachekit: ignoring malformed invalidation message (namespace=%s)", self.namespace
+            )
+            return
+        if origin == self._origin:
+            return
+        if kind == "t":
+            self._bump_local(items)
+        elif kind == "k":
+            self._seq += 1
+            local = self._local
+            if local is not None:
+                for key in items:
+                    local.delete(key)
+        elif kind == "c":
+            self._reset_local_tags()
+
+    def _incr_local(self, key: str, delta: int) -> int:
+        """``incr`` for a memory-only cache: the thread lock makes read-modify-write atomic."""
+        local = self._local
+        assert local is not None
+        with self._add_lock:
+            entry = local.get(key)
+            if (
+                entry is None
+                or not self._usable(entry, self._clock())
+                or (self._clock() >= entry.fresh_until)
+            ):
+                raise ValueError(f"Key {key!r} not found")
+            new = incremented(key, entry, delta)
+            new.gens = entry.gens
+            local.set(key, new)
+            return int(new.value)
+
+    def _observe_load(self, seconds: float, failed: bool) -> None:
+        for observer in self.load_observers:
+            try:
+                observer(seconds, failed)
+            except Exception:  # a metrics bug must never break a read
+                log.exception("cachekit: load observer failed (namespace=%s)", self.namespace)
+
+    # -- entries -------------------------------------------------------------------------------
+    def _new_entry(
+        self,
+        value: Any,
+        ttl: float | None,
+        stale_ttl: float,
+        tag_keys: tuple[str, ...],
+        delta: float,
+    ) -> Entry | None:
+        """A new entry expiring ``ttl`` seconds from now (None: don't store, ttl <= 0)."""
+        if ttl is None:
+            ttl = self.default_ttl if self.default_ttl is not None else math.inf
+        if ttl <= 0:
+            return None
+        if self.jitter and not math.isinf(ttl):
+            ttl *= 1 + random.uniform(-self.jitter, self.jitter)
+        local = self._local
+        if self._shared is None and local is not None and local.ttl is not None:
+            ttl = min(ttl, local.ttl)  # memory-only: the layer's TTL caps every entry
+        now = self._clock()
+        return Entry(value, now + ttl, now + ttl + max(stale_ttl, 0.0), tag_keys, delta)
+
+    def _encode(self, key: str, entry: Entry, versions: list[int]) -> bytes:
+        try:
+            return self._codec.encode(entry, versions, key)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(
+                f"cachekit cannot store a {type(entry.value).__name__} under namespace "
+                f"{self.namespace!r} with serializer={self._codec.serializer.name!r}: {exc}. "
+                "Convert it to plain data, or use serializer='pickle' with a secret_key."
+            ) from exc
+
+    def _decode(self, key: str, blob: bytes | None) -> tuple[Entry, list[int]] | None:
+        """Decode an entry read from Redis; None (counted, logged) for anything unreadable."""
+        if blob is None:
+            return None
+        try:
+            return self._codec.decode(blob, key)
+        except CorruptEntry as exc:
+            self._corrupt(exc)
+            return None
+
+    def _corrupt(self, reason: object) -> None:
+        self.counters.corrupt += 1
+        now = time.monotonic()
+        if now - self._last_corrupt_log > 10.0:
+            self._last_corrupt_log = now
+            log.warning(
+                "cachekit: unreadable entry treated as a miss (namespace=%s): %s",
+                self.namespace,
+                reason,
+            )
+
+    def _versions_current(self, key: str, versions: list[int], current: Sequence[Any]) -> bool:
+        """Whether the tag versions an entry was written with are still the current ones."""
+        try:
+            now = [int(v) if v is not None else 0 for v in current]
+        except (TypeError, ValueError):
+            self._corrupt("unreadable tag version")
+            return False
+        if now != versions:
+            self.counters.tag_misses += 1
+            return False
+        return True
+
+    def _decode_row(self, key: str, row: list[bytes | None] | None) -> Entry | None:
+        """Decode a row of the read script: the entry, then its tags' current versions."""
+        if not row:
+            return None
+        decoded = self._decode(key, row[0])
+        if decoded is None:
+            return None
+        entry, versions = decoded
+        if len(row) - 1 != len(versions):
+            self._corrupt("tag versions missing")
+            return None
+        return entry if self._versions_current(key, versions, row[1:]) else None
+
+    def _tags_in_namespace(self, entry: Entry) -> bool:
+        # Unsigned entries can be forged: never read tag keys outside our namespace.
+        prefix = self._keys.prefix
+        if all(tag.startswith(prefix) for tag in entry.tags):
+            return True
+        self._corrupt("tag key outside the namespace")
+        return False
+
+    def _remember_tags(self, ekey: str, tag_keys: tuple[str, ...]) -> None:
+        """Remember which tags an entry has, so its next read fetches their versions with it."""
+        guesses = self._tag_guess
+        if not tag_keys:
+            guesses.pop(ekey, None)
+            return
+        if len(guesses) >= MAX_TAG_GUESSES:
+            guesses.clear()  # a guess is only an optimisation: forgetting costs one round trip
+        guesses[ekey] = tag_keys
+
+    def _invalidation_failed(self, what: Iterable[str]) -> None:
+        # Loud, because a lost invalidation means stale data; replayed once Redis is back.
+        self.counters.invalidation_errors += 1
+        log.error(
+            "cachekit: invalidation could not reach Redis (namespace=%s, %d item(s)); it will be "
+            "replayed when Redis is reachable again",
+            self.namespace,
+            len(list(what)),
+        )
+
+    # -- background work -----------------------------------------------------------------------
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._executor is None:
+            with self._add_lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(4, thread_name_prefix="cachekit-refresh")
+        self._executor.submit(fn, *args)
+
+    def _aspawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        task = asyncio.get_running_loop().create_task(fn(*args))
+        self._tasks.add(task)  # keep a reference: the loop only holds weak ones
+        task.add_done_callback(self._tasks.discard)
+
+    # -- observability -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters: hits and misses per layer, loader calls, stale serves, lock waits, errors,
+        and the circuit breaker's state."""
+        layers: dict[str, dict[str, Any]] = {}
+        if self._local is not None:
+            local = self._local
+            layers["memory"] = {
+                "hits": local.hits,
+                "misses": local.misses,
+                "entries": len(local),
+                "size": local.currsize,
+            }
+        circuit = "none"
+        errors = 0
+        if self._shared is not None:
+            shared = self._shared
+            circuit = shared.breaker.state
+            errors = shared.errors
+            layers["redis"] = {
+                "hits": shared.hits,
+                "misses": shared.misses,
+                "errors": shared.errors,
+                "skipped": shared.skipped,
+                "circuit": circuit,
+                "circuit_opened": shared.breaker.opened,
+                "listening": shared.listening,
+                "pending_invalidations": len(shared.pending.tags)
+                + len(shared.pending.keys)
+                + int(shared.pending.clear),
+            }
+        return {
+            "namespace": self.namespace,
+            "layers": layers,
+            **self.counters.as_dict(),
+            "errors": errors,
+            "circuit": circuit,
+        }
+
+
+def incremented(key: str, entry: Entry, delta: int) -> Entry:
+    """A copy of ``entry`` holding ``value + delta``, expiring when the original does."""
+    if not isinstance(entry.value, int) or isinstance(entry.value, bool):
+        raise TypeError(f"the value of {key!r} is not an integer")
+    return Entry(entry.value + delta, entry.fresh_until, entry.fresh_until, entry.tags)
+
+
+def _split_layers(layers: list[Layer]) -> tuple[MemoryLayer | None, RedisLayer | None]:
+    """Accept [memory], [redis] or [memory, redis]: L1 in front of one shared L2."""
+    local = shared = None
+    for position, layer in enumerate(layers):
+        if isinstance(layer, MemoryLayer) and position == 0:
+            local = layer
+        elif isinstance(layer, RedisLayer) and shared is None:
+            shared = layer
+        else:
+            raise ConfigurationError(
+                "layers must be [MemoryLayer], [RedisLayer] or [MemoryLayer, RedisLayer]"
+            )
+    if local is None and shared is None:
+        raise ConfigurationError("a Cache needs at least one layer")
+    return local, shared

@@ -1,0 +1,159 @@
+"""``Cache``: the public engine object, sync and async on one instance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Self
+
+from ._async.engine import AsyncCacheOps
+from ._decorator import TagSpec, cached
+from ._sync.engine import SyncCacheOps
+from .layers.memory import MemoryLayer
+from .layers.redis import RedisLayer
+from .writes import FlushFn, WriteBehind, awrite_through, write_through
+
+_REDIS_OPTIONS = {
+    "socket_timeout",
+    "connect_timeout",
+    "max_connections",
+    "breaker_threshold",
+    "breaker_cooldown",
+    "tag_ttl",
+}
+
+
+class Cache(SyncCacheOps, AsyncCacheOps):
+    """A layered cache. ``Cache()`` keeps everything in process; see ``from_url`` for Redis.
+
+    Every operation has an awaitable twin prefixed with ``a`` (``get`` / ``aget``).
+    Constructing a cache does no I/O: connections open on first use.
+    """
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        l1: bool = True,
+        l1_maxsize: int = 10_000,
+        l1_ttl: float | None = 30,
+        **options: Any,
+    ) -> Self:
+        """An in-process L1 in front of Redis L2 at ``url``; other keywords as ``Cache()``
+        (and ``socket_timeout``, ``connect_timeout``, ``max_connections``, ... for Redis)."""
+        redis_options = {k: options.pop(k) for k in list(options) if k in _REDIS_OPTIONS}
+        redis = RedisLayer(url, **redis_options)
+        layers: list[MemoryLayer | RedisLayer] = [redis]
+        if l1:
+            layers.insert(0, MemoryLayer(l1_maxsize, ttl=l1_ttl))
+        return cls(layers, **options)
+
+    def cached(
+        self,
+        ttl: float | None = None,
+        *,
+        key: str | None = None,
+        tags: TagSpec = (),
+        stale_ttl: float = 0.0,
+        negative_ttl: float | None = None,
+        early_refresh: float | None = None,
+        lock: bool = True,
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Cache a function's (or coroutine's) result under ``key`` (a template bound from its
+        parameters, e.g. ``"user:{user_id}"``); ``tags`` are templates or a callable receiving
+        the parameters by name. The wrapper gains ``.invalidate(...)`` / ``.ainvalidate(...)``.
+        """
+        return cached(
+            self,
+            ttl=ttl,
+            key=key,
+            tags=tags,
+            stale_ttl=stale_ttl,
+            negative_ttl=negative_ttl,
+            early_refresh=early_refresh,
+            lock=lock,
+        )
+
+    def write_through(
+        self,
+        key: str,
+        value: Any,
+        writer: Callable[[Any], Any],
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+    ) -> Any:
+        """Call ``writer(value)`` to write the store, then cache ``value``; return what the
+        writer returned. If the writer raises, ``key`` is deleted and the error propagates."""
+        return write_through(self, key, value, writer, ttl, tags)
+
+    async def awrite_through(
+        self,
+        key: str,
+        value: Any,
+        writer: Callable[[Any], Any],
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+    ) -> Any:
+        """``write_through`` for asyncio; ``writer`` may be a plain or an async function."""
+        return await awrite_through(self, key, value, writer, ttl, tags)
+
+    def write_behind(
+        self,
+        name: str,
+        flush: FlushFn,
+        *,
+        batch_size: int = 500,
+        interval: float = 1.0,
+        min_idle: float = 30.0,
+        reclaim_interval: float | None = None,
+        group: str = "cachekit",
+        max_retry_delay: float = 30.0,
+    ) -> WriteBehind:
+        """A durable write-behind queue ``name`` (a Redis Stream) drained in batches by
+        ``flush(items)``; delivery is at-least-once (see ``cachekit_core.writes``). Raises
+        ConfigurationError when the cache has no Redis layer."""
+        return WriteBehind(
+            self,
+            name,
+            flush,
+            batch_size=batch_size,
+            interval=interval,
+            min_idle=min_idle,
+            reclaim_interval=reclaim_interval,
+            group=group,
+            max_retry_delay=max_retry_delay,
+        )
+
+    def close(self) -> None:
+        """Stop background work and close sync connections."""
+        if self._executor is not None:
+            # Wait for refreshes already running: one finishing later would fill L1 and
+            # restart the listener of a closed cache.
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._shared is not None:
+            self._shared.close()
+
+    async def aclose(self) -> None:
+        """Close the connections of the running event loop and stop background work."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._shared is not None:
+            await self._shared.aclose()
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        names = "+".join(layer.name for layer in self.layers)
+        return f"<Cache namespace={self.namespace!r} layers={names}>"

@@ -1,0 +1,123 @@
+"""Write patterns: write-through and write-behind.
+
+Write-through
+    ``cache.write_through(key, value, writer)`` calls ``writer(value)`` first and caches the
+    value only once the store has it. If the writer (or the caching) raises, the key is deleted
+    from every layer: the store may or may not hold the new value, so neither the new copy nor
+    the old one can be trusted.
+
+Write-behind
+    ``cache.write_behind(name, flush=...)`` returns a :class:`WriteBehind`. ``submit`` appends
+    ``(key, value)`` to the Redis Stream ``<namespace>:s:<name>`` and returns once Redis holds
+    it; workers (``run_worker`` / ``arun_worker``, any number, in any process) read it through
+    one consumer group and hand batches to ``flush(items)``.
+
+Delivery contract: **at-least-once**.
+    An entry is acknowledged (XACK) only after the ``flush`` call that received it returned.
+    A flush that raises acknowledges nothing: the batch is retried (with backoff) by the same
+    worker. A worker that dies mid-flush leaves its batch pending in the group; any worker
+    reclaims entries pending longer than ``min_idle`` seconds (XAUTOCLAIM, at start-up and every
+    ``reclaim_interval``) and flushes them again. So no submitted write is lost, but a flush may
+    see an item more than once (a batch half-written before a crash, or a flush slower than
+    ``min_idle`` whose entries another worker reclaimed). Make ``flush`` idempotent:
+
+    * write with an upsert keyed by the item key (``INSERT ... ON CONFLICT (key) DO UPDATE``,
+      ``bulk_update``, ``SET``), not with an append or an increment of a running total;
+    * write one batch in one transaction, so a crash leaves all or nothing of it;
+    * when items are deltas (``{"views": 1}``), put a unique id in the value and record applied
+      ids in the same transaction, or submit absolute values instead.
+
+    Items of one key are delivered in submission order within a batch, but a redelivered older
+    batch can arrive after a newer one: if order matters, carry a version or timestamp in the
+    value and keep the newest (``... DO UPDATE ... WHERE excluded.version > version``).
+
+Durability: an entry is as durable as Redis is (``appendonly yes`` with ``appendfsync always``
+or ``everysec`` for crash safety of the Redis host itself).
+
+Trimming: after a successful flush its entries are acknowledged *and* deleted (XACK + XDEL in
+one MULTI), so the stream holds exactly the entries not yet flushed (unread or in flight) and
+``pending()`` is its XLEN. Nothing is ever trimmed by length or age (no MAXLEN/MINID): XDEL
+only touches ids that were just acknowledged, so an unacknowledged entry can never be dropped,
+however many workers run or however far behind they are. XTRIM MINID would need the oldest
+pending id of every group, read in a separate call that a concurrent reader can invalidate.
+
+Integrity: values are msgpack-encoded; when the cache has a ``secret_key`` every entry carries
+an HMAC-SHA256 over the stream name and the payload, verified before decoding. An entry that
+fails (unsigned, forged, undecodable) is logged, counted (``cache.stats()["corrupt"]`` and
+``WriteBehind.rejected``), acknowledged and deleted, and never passed to ``flush``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._async.writes import AsyncWriteBehindOps
+from ._sync.writes import SyncWriteBehindOps
+from ._writebase import FlushFn, Item
+
+if TYPE_CHECKING:
+    from ._async.engine import AsyncCacheOps
+    from ._sync.engine import SyncCacheOps
+
+__all__ = ["FlushFn", "Item", "WriteBehind", "awrite_through", "write_through"]
+
+
+# -- write-through -------------------------------------------------------------------------------
+def write_through(
+    cache: SyncCacheOps,
+    key: str,
+    value: Any,
+    writer: Callable[[Any], Any],
+    ttl: float | None = None,
+    tags: Iterable[str] = (),
+) -> Any:
+    """Write ``value`` to the store with ``writer(value)``, then cache it; return what the
+    writer returned. If either step raises, ``key`` is deleted from the cache and the error
+    propagates."""
+    try:
+        result = writer(value)
+        if inspect.isawaitable(result):
+            # An un-awaited coroutine would write nothing while we cache the value as written.
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError("write_through got an async writer: use await cache.awrite_through")
+        cache.set(key, value, ttl=ttl, tags=tags)
+    except BaseException:
+        # The store may hold the new value, the old one, or half of a write: no cached copy
+        # is trustworthy now, so drop it (KeyboardInterrupt included) before re-raising.
+        cache.delete(key)
+        raise
+    return result
+
+
+async def awrite_through(
+    cache: AsyncCacheOps,
+    key: str,
+    value: Any,
+    writer: Callable[[Any], Any],
+    ttl: float | None = None,
+    tags: Iterable[str] = (),
+) -> Any:
+    """``write_through`` for asyncio; ``writer`` may be a plain or an async function."""
+    try:
+        result = writer(value)
+        if inspect.isawaitable(result):
+            result = await result
+        await cache.aset(key, value, ttl=ttl, tags=tags)
+    except BaseException:
+        # Cancellation included: a cancelled writer may have committed. Shield the delete so
+        # a second cancellation cannot leave the old copy behind.
+        await asyncio.shield(cache.adelete(key))
+        raise
+    return result
+
+
+class WriteBehind(SyncWriteBehindOps, AsyncWriteBehindOps):
+    """A durable write-behind queue on a Redis Stream; see the module docstring for the
+    at-least-once contract. Build it with ``cache.write_behind(name, flush=...)``."""
+
+    def __repr__(self) -> str:
+        return f"<WriteBehind stream={self.stream!r} group={self.group!r}>"
