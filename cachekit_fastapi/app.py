@@ -1,0 +1,98 @@
+"""``CacheKit``: one object that wires cachekit into a FastAPI (or Starlette) app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict, TypeVar, Unpack
+
+from starlette.applications import Starlette
+
+from cachekit_core import Cache
+from cachekit_core.httpcache import HttpCache, HttpSettings
+
+from .middleware import CacheMiddleware, UserFunc
+from .routing import TagSpec, cache_endpoint
+
+__all__ = ["CacheKit", "CacheOptions"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CacheOptions(TypedDict, total=False):
+    """``CacheMiddleware``'s settings keywords (``HttpSettings`` fields), as ``CacheKit`` takes."""
+
+    shared_cache: bool
+    header_name: str | None
+    cdn_cache_control: str | None
+    honour_request_no_cache: bool
+    max_body_size: int
+    session_cookie: str | None
+    cacheable_statuses: frozenset[int]
+
+
+class CacheKit:
+    """Install the HTTP cache middleware on ``app`` and close ``cache`` with its lifespan.
+
+    ``kit.cache(...)`` decorates endpoints; ``kit.http`` is the ``HttpCache`` the middleware
+    uses (e.g. ``await kit.http.ainvalidate_url(...)``), ``kit.http.cache`` the ``Cache``.
+
+    Order matters because the middleware added last runs first. Add these *before* CacheKit
+    (inside the cache): ``GZipMiddleware``, so ETags and Vary describe the compressed bytes
+    (C10), and ``@app.middleware("http")``/``BaseHTTPMiddleware``, whose re-streamed bodies
+    would otherwise never be stored. Add after it (outside) what every response needs even
+    on a hit: CORS, sessions (cachekit's ``SessionMiddleware`` tells the cache when the
+    session was read or changed).
+    """
+
+    def __init__(
+        self,
+        app: Starlette,
+        cache: Cache,
+        *,
+        user: UserFunc | None = None,
+        **options: Unpack[CacheOptions],
+    ) -> None:
+        # Starlette's SessionMiddleware cookie name, as CacheMiddleware defaults to.
+        options.setdefault("session_cookie", "session")
+        self.http = HttpCache(cache, HttpSettings(**options))
+        app.add_middleware(CacheMiddleware, http=self.http, user=user)
+        _close_with_lifespan(app, cache)
+
+    def cache(
+        self,
+        ttl: float | None = None,
+        *,
+        tags: TagSpec = (),
+        cache_control: str | None = None,
+        stale_ttl: float = 0.0,
+        per_user: bool = False,
+    ) -> Callable[[F], F]:
+        """Cache an endpoint's responses: put it *under* ``@app.get(...)``.
+
+        ``ttl``: seconds (default: ``s-maxage``/``max-age`` of ``cache_control``, else the
+        cache's default); ``tags``: templates formatted with the endpoint's arguments, or a
+        callable receiving them by name; ``cache_control`` is sent unless the endpoint sets
+        its own; ``stale_ttl``: serve STALE that long past expiry while one request
+        re-renders; ``per_user``: key by ``user(scope)`` and mark the response private.
+        """
+        return cache_endpoint(
+            ttl=ttl, tags=tags, cache_control=cache_control, stale_ttl=stale_ttl, per_user=per_user
+        )
+
+
+def _close_with_lifespan(app: Starlette, cache: Cache) -> None:
+    """Wrap the app's lifespan (the user's own, or Starlette's default) so the cache closes
+    after it: the user's shutdown code may still use the cache."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        # Connections open lazily on first use (no I/O at start-up); only closing is owed.
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            await cache.aclose()
+
+    app.router.lifespan_context = lifespan

@@ -1,0 +1,307 @@
+"""``CacheMiddleware``: a pure ASGI HTTP cache in front of any ASGI app.
+
+This module only translates: an ASGI scope becomes a core ``Request``, the app's
+``http.response.start`` + body become a core ``Response``, and what the core returns goes back
+out as ASGI messages. Every caching decision (bypass, storability, keys, ETag, 304, X-Cache,
+stale windows) is made by ``cachekit_core.httpcache.HttpCache``.
+
+Flow of one http request:
+
+1. ``alookup`` before routing: a HIT or STALE is sent at once, the wrapped app never runs.
+2. Otherwise the ``Lookup`` is published in a context variable (and ``scope["cachekit"]``)
+   for ``kit.cache`` endpoints, which bind their view options to it, and the app runs.
+3. The app's ``http.response.start`` is held until the first body message. A complete body in
+   one message, up to ``max_body_size``, goes through ``astore`` (validators, storage,
+   X-Cache, 304); anything else (``more_body``, too large, ``pathsend``, trailers) streams
+   through untouched and is never stored (S11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from starlette.datastructures import URL
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cachekit_core import Cache, http
+from cachekit_core.httpcache import HttpCache, HttpSettings, Lookup, Request, Response
+
+__all__ = ["CacheMiddleware", "PendingLookup", "current_lookup"]
+
+#: The keys in ``scope`` where a session middleware records that the session was read, or
+#: changed (cachekit's ``Session`` also says ``scope["session"].modified``).
+SESSION_ACCESSED = "cachekit.session_accessed"
+SESSION_MODIFIED = "cachekit.session_modified"
+#: The key in ``scope`` holding this request's ``PendingLookup``.
+SCOPE_KEY = "cachekit"
+
+UserFunc = Callable[[Scope], "str | None"]
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class PendingLookup:
+    """The lookup of the request in flight. A mutable holder rather than the ``Lookup``
+    itself: an endpoint may run in a copied context (threadpool, task group) where setting
+    the context variable would not reach the middleware, but mutating this object does."""
+
+    http: HttpCache
+    lookup: Lookup
+    bound: bool = False  # a view was bound: the outermost decorated endpoint wins
+
+
+current_lookup: ContextVar[PendingLookup | None] = ContextVar(
+    "cachekit_current_lookup", default=None
+)
+
+
+class CacheMiddleware:
+    """Serve GET/HEAD from the cache before routing; validate and store what the app renders.
+
+    ``user(scope) -> str | None`` names the user for ``per_user`` views. ``http`` shares an
+    existing ``HttpCache`` (``CacheKit`` passes its own): the other keywords are then unused.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        cache: Cache | None = None,
+        *,
+        shared_cache: bool = False,
+        header_name: str | None = "X-Cache",
+        cdn_cache_control: str | None = None,
+        honour_request_no_cache: bool = False,
+        max_body_size: int = 1 << 20,
+        session_cookie: str | None = "session",
+        cacheable_statuses: frozenset[int] = frozenset({200}),
+        user: UserFunc | None = None,
+        http: HttpCache | None = None,
+    ) -> None:
+        if http is None:
+            if cache is None:
+                raise TypeError("CacheMiddleware needs cache=Cache(...) (or http=HttpCache(...))")
+            http = HttpCache(
+                cache,
+                HttpSettings(
+                    header_name=header_name,
+                    cdn_cache_control=cdn_cache_control,
+                    honour_request_no_cache=honour_request_no_cache,
+                    max_body_size=max_body_size,
+                    cacheable_statuses=frozenset(cacheable_statuses),
+                    session_cookie=session_cookie,
+                    shared_cache=shared_cache,
+                ),
+            )
+        self.app = app
+        self.http = http
+        self.user = user
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # websocket, lifespan: nothing to cache
+            await self.app(scope, receive, send)
+            return
+        request = self._request(scope)
+        lookup = await self.http.alookup(request, None)
+        if lookup.response is not None:  # HIT / STALE (or only-if-cached 504): no routing
+            await send_response(send, lookup.response, request.method)
+            return
+        pending = PendingLookup(self.http, lookup)
+        scope[SCOPE_KEY] = pending
+        token = current_lookup.set(pending)
+        exchange = _Exchange(self.http, scope, pending, send)
+        try:
+            await self.app(scope, receive, exchange.send)
+        except Exception:
+            exchange.start = None  # a held start is dropped: the error handlers answer instead
+            if exchange.started or pending.lookup.stale is None:
+                raise
+            # stale-if-error: nothing went out yet and a stale copy is at hand. The core
+            # decides from a 5xx response whether the copy may be served (R3); if it will
+            # not, the error goes on to the app's error handlers as if we were not here.
+            exchange.settled = True
+            served = await self.http.astore(pending.lookup, Response(500, [], b""))
+            if served.status >= 500:
+                raise
+            await send_response(send, served, request.method)
+        else:
+            await exchange.flush()
+        finally:
+            current_lookup.reset(token)
+            await exchange.release()
+
+    def _request(self, scope: Scope) -> Request:
+        raw_headers = scope.get("headers", ())
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
+        # The raw path, byte for byte: two spellings of a path never share an entry (K6).
+        raw = scope.get("raw_path")
+        path = raw.split(b"?", 1)[0].decode("latin-1") if raw else scope["path"]
+        return Request(
+            method=scope["method"],
+            scheme=scope.get("scheme", "http"),
+            host=_host(scope),
+            path=path,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            user=self.user(scope) if self.user is not None else None,
+        )
+
+
+class _Exchange:
+    """Sits on ``send`` for one request: holds the start message, buffers a one-message body."""
+
+    def __init__(
+        self, httpcache: HttpCache, scope: Scope, pending: PendingLookup, send: Send
+    ) -> None:
+        self.http = httpcache
+        self.scope = scope
+        self.pending = pending
+        self.downstream = send
+        self.start: Message | None = None  # held until the first body message
+        self.started = False  # a start message went downstream
+        self.settled = False  # astore ran (or the claim was dropped): never release twice
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and not self.started and self.start is None:
+            self.start = message
+            return
+        start, self.start = self.start, None
+        if start is not None:
+            body = message.get("body", b"")
+            if (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and not start.get("trailers", False)
+                and len(body) <= self.http.settings.max_body_size
+            ):
+                await self._respond(start, bytes(body))
+                return
+            await self._stream(start)
+        await self.downstream(message)
+
+    async def flush(self) -> None:
+        """The app returned: a start it sent without any body goes out as it is."""
+        start, self.start = self.start, None
+        if start is not None:
+            await self._stream(start)
+
+    async def _respond(self, start: Message, body: bytes) -> None:
+        self.started = True
+        lookup = self.pending.lookup
+        if lookup.response is not None:
+            # A per-user hit the endpoint returned: the core already finished it.
+            await self.downstream(start)
+            await self.downstream({"type": "http.response.body", "body": body})
+            return
+        status: int = start["status"]
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+        if self.scope.get(SESSION_ACCESSED):
+            # S10: a response that read the session depends on the Cookie header.
+            vary = http.patch_vary(http.get_all(headers, "vary"), "Cookie")
+            headers = [(k, v) for k, v in headers if k.lower() != "vary"] + [("Vary", vary)]
+        session = self.scope.get("session")
+        # A session middleware outside this one will add a Set-Cookie we never see: the
+        # response is as personal as one that sets a cookie (S7), so it is not stored.
+        personal = bool(self.scope.get(SESSION_MODIFIED)) or getattr(session, "modified", 0) is True
+        await self._invalidate(status)
+        self.settled = True
+        response = await self.http.astore(
+            lookup, Response(status, headers, body), personal=personal
+        )
+        await send_response(self.downstream, response, lookup.request.method)
+
+    async def _stream(self, start: Message) -> None:
+        self.started = True
+        await self._invalidate(start["status"])
+        await self.release()
+        await self.downstream(start)
+
+    async def _invalidate(self, status: int) -> None:
+        # R4: before anything goes out, so the client's next GET cannot see the old entry.
+        request = self.pending.lookup.request
+        if http.invalidates_stored(request.method, status):
+            await self.http.ainvalidate_url(request)
+
+    async def release(self) -> None:
+        """Drop this request's claim on re-rendering a stale entry when nothing was stored
+        (the app streamed, sent nothing, or raised), so the next request re-renders."""
+        if self.settled:
+            return
+        self.settled = True
+        await self.http.arelease(self.pending.lookup)
+
+
+_FRAMING = frozenset((b"content-length", b"transfer-encoding"))
+
+
+def encode_headers(response: Response, method: str) -> RawHeaders:
+    """ASGI headers for a core response, with framing made consistent with its body (C8)."""
+    if method == "HEAD":  # a HEAD's Content-Length describes the GET body it stands for (K7)
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    # The whole body is known here: its length replaces any framing the app announced.
+    lines = []
+    for k, v in response.headers:
+        name, value = k.lower().encode("latin-1"), v.encode("latin-1")
+        if name not in _FRAMING:
+            lines.append((name, value))
+    if response.status >= 200 and response.status not in (204, 304):
+        lines.append((b"content-length", str(len(response.body)).encode("ascii")))
+    return lines
+
+
+async def send_response(send: Send, response: Response, method: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": encode_headers(response, method),
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+#: ``_netloc``'s answers by (scheme, server, Host header). Cleared when full: the Host header
+#: comes from clients, so the memo must stay bounded.
+_NETLOCS: dict[tuple[object, object, bytes | None], str] = {}
+_NETLOCS_MAX = 256
+
+
+def _host(scope: Scope) -> str:
+    """The host exactly as Starlette's ``request.url`` sees it: the validated ``Host`` header,
+    else the server address (K2). ``X-Forwarded-Host`` counts only if a proxy middleware
+    outside this one already rewrote ``Host`` (the app trusts it then, so do we)."""
+    host: bytes | None = None
+    for k, v in scope.get("headers", ()):
+        if k == b"host":
+            host = v
+            break
+    scheme, server = scope.get("scheme", "http"), scope.get("server")
+    key = (scheme, server, host)
+    try:
+        return _NETLOCS[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable server (a list): no memo
+        return _netloc(scheme, server, host)
+    netloc = _netloc(scheme, server, host)
+    if len(_NETLOCS) >= _NETLOCS_MAX:
+        _NETLOCS.clear()
+    _NETLOCS[key] = netloc
+    return netloc
+
+
+def _netloc(scheme: object, server: object, host: bytes | None) -> str:
+    """``URL(scope).netloc`` for a scope with only these parts: a pure function of them."""
+    host_lines: Iterable[tuple[bytes, bytes]] = [] if host is None else [(b"host", host)]
+    probe = {
+        "type": "http",
+        "scheme": scheme,
+        "server": server,
+        "path": "",
+        "headers": host_lines,
+    }
+    try:
+        return URL(scope=probe).netloc
+    except (KeyError, ValueError):  # an unknown scheme with an invalid Host: no host at all
+        return ""

@@ -1,0 +1,309 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cachekit_core import Cache, ConfigurationError
+from cachekit_fastapi import Session, SessionMiddleware
+from cachekit_fastapi.sessions import SESSION_ACCESSED
+from tests.support.redis_server import RedisServer
+
+SECRET = "test-secret"
+COOKIE = re.compile(r"^session=([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43}); path=/; ")
+
+
+class ScopeProbe:
+    """Outermost ASGI layer: records what an HTTP cache in front of the app would see."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.accessed: list[bool] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def probe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.accessed.append(bool(scope.get(SESSION_ACCESSED)))
+            await send(message)
+
+        await self.app(scope, receive, probe)
+
+
+def make_app(cache: Cache, **options: Any) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/view")
+    async def view(request: Request) -> dict[str, Any]:
+        return {"session": dict(request.session)}
+
+    @app.post("/update")
+    async def update(request: Request) -> dict[str, Any]:
+        request.session.update(await request.json())
+        return {"session": dict(request.session)}
+
+    @app.post("/append")
+    async def append(request: Request) -> dict[str, Any]:
+        request.session["cart"].append(await request.json())  # nested: no top-level write
+        return {"session": dict(request.session)}
+
+    @app.post("/clear")
+    async def clear(request: Request) -> dict[str, Any]:
+        request.session.clear()
+        return {"session": dict(request.session)}
+
+    @app.post("/rotate")
+    async def rotate(request: Request) -> dict[str, Any]:
+        session = request.session
+        assert isinstance(session, Session)
+        session.rotate()
+        return {"session": dict(session)}
+
+    @app.get("/untouched")
+    async def untouched() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(SessionMiddleware, cache=cache, secret_key=SECRET, **options)
+    return app
+
+
+def client(app: ASGIApp, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+def session_id(response: httpx.Response) -> str:
+    match = COOKIE.match(response.headers["set-cookie"])
+    assert match is not None, response.headers["set-cookie"]
+    return match[1]
+
+
+@pytest.fixture
+async def memory_cache() -> AsyncIterator[Cache]:
+    cache = Cache()
+    yield cache
+    await cache.aclose()
+
+
+async def test_the_cookie_holds_a_signed_id_and_no_session_data(memory_cache: Cache) -> None:
+    async with client(make_app(memory_cache)) as c:
+        response = await c.post("/update", json={"card": "4111-secret"})
+    set_cookie = response.headers["set-cookie"]
+    sid = session_id(response)
+    assert "4111" not in set_cookie
+    assert base64.b64encode(b"4111").decode()[:4] not in set_cookie
+    assert "Max-Age=1209600; httponly; samesite=lax" in set_cookie
+    assert await memory_cache.aget(f"session:{sid}") == '{"card":"4111-secret"}'
+
+
+async def test_data_survives_requests_and_reads_send_no_cookie(memory_cache: Cache) -> None:
+    async with client(make_app(memory_cache)) as c:
+        first = await c.post("/update", json={"user": "ada"})
+        assert "set-cookie" in first.headers
+        response = await c.get("/view")
+        assert response.json() == {"session": {"user": "ada"}}
+        assert "set-cookie" not in response.headers
+        assert "cookie" in response.headers["vary"].lower()
+        response = await c.post("/update", json={"theme": "dark"})
+        assert session_id(response) == session_id(first)  # an existing session keeps its id
+        response = await c.get("/view")
+        assert response.json() == {"session": {"user": "ada", "theme": "dark"}}
+
+
+async def test_nested_changes_are_saved(memory_cache: Cache) -> None:
+    async with client(make_app(memory_cache)) as c:
+        await c.post("/update", json={"cart": []})
+        await c.post("/append", json="apple")
+        await c.post("/append", json="pear")
+        response = await c.get("/view")
+    assert response.json() == {"session": {"cart": ["apple", "pear"]}}
+
+
+async def test_clearing_deletes_the_cookie_and_the_stored_data(memory_cache: Cache) -> None:
+    async with client(make_app(memory_cache)) as c:
+        sid = session_id(await c.post("/update", json={"a": 1}))
+        response = await c.post("/clear")
+        assert response.headers["set-cookie"].startswith(
+            "session=null; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; httponly"
+        )
+        assert await memory_cache.aget(f"session:{sid}") is None
+        assert "session" not in c.cookies
+        assert (await c.get("/view")).json() == {"session": {}}
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "invalid",
+        "A" * 43 + "." + "B" * 43,  # well-formed, wrong signature
+        "../../etc/passwd." + "B" * 43,
+        "A" * 43 + "." + "é" * 43,  # non-ASCII (a latin-1 header byte)
+    ],
+)
+async def test_a_forged_cookie_gives_an_empty_session(memory_cache: Cache, cookie: str) -> None:
+    await memory_cache.aset("session:" + "A" * 43, '{"user":"victim"}')
+    app = make_app(memory_cache)
+    async with client(app) as c:
+        response = await c.get("/view", headers={b"cookie": f"session={cookie}".encode("latin-1")})
+    assert response.status_code == 200
+    assert response.json() == {"session": {}}
+    assert "set-cookie" not in response.headers
+
+
+async def test_a_cookie_signed_with_another_key_is_rejected(memory_cache: Cache) -> None:
+    async with client(make_app(memory_cache)) as c:
+        response = await c.post("/update", json={"user": "ada"})
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, cache=memory_cache, secret_key="another-secret")
+
+    @app.get("/view")
+    async def view(request: Request) -> dict[str, Any]:
+        return dict(request.session)
+
+    async with client(app) as c:
+        c.cookies.set("session", response.cookies["session"])
+        assert (await c.get("/view")).json() == {}
+
+
+async def test_an_expired_session_id_is_never_reused(memory_cache: Cache) -> None:
+    async with client(make_app(memory_cache)) as c:
+        old = session_id(await c.post("/update", json={"a": 1}))
+        await memory_cache.adelete(f"session:{old}")  # the stored data expired
+        assert (await c.get("/view")).json() == {"session": {}}
+        new = session_id(await c.post("/update", json={"b": 2}))
+    assert new != old
+
+
+async def test_rotate_moves_the_session_to_a_new_id(memory_cache: Cache) -> None:
+    async with client(make_app(memory_cache)) as c:
+        first = await c.post("/update", json={"user": "ada"})
+        old_cookie = first.cookies["session"]
+        new = session_id(await c.post("/rotate"))
+        assert new != session_id(first)
+        assert (await c.get("/view")).json() == {"session": {"user": "ada"}}
+    async with client(make_app(memory_cache)) as c:
+        c.cookies.set("session", old_cookie)
+        assert (await c.get("/view")).json() == {"session": {}}
+
+
+async def test_access_is_recorded_in_the_scope_for_the_http_cache(memory_cache: Cache) -> None:
+    probe = ScopeProbe(make_app(memory_cache))
+    async with client(probe) as c:
+        untouched = await c.get("/untouched")
+        await c.get("/view")
+    assert probe.accessed == [False, True]
+    assert "cookie" not in untouched.headers.get("vary", "").lower()
+    assert "set-cookie" not in untouched.headers
+
+
+def test_a_read_through_the_session_mapping_marks_it_accessed() -> None:
+    scope: dict[str, Any] = {}
+    session = Session({"a": 1})
+    session._scope = scope
+    assert not session.accessed
+    session.pop("missing", None)
+    assert not session.accessed  # as Starlette: a no-op pop is not a use
+    assert "a" in session
+    assert session.accessed and not session.modified
+    assert scope[SESSION_ACCESSED] is True
+
+
+async def test_cookie_attributes_follow_the_options(memory_cache: Cache) -> None:
+    app = make_app(
+        memory_cache,
+        session_cookie="sid",
+        max_age=None,
+        path="/",
+        same_site="strict",
+        https_only=True,
+        domain="example.com",
+        partitioned=True,
+    )
+    async with client(app, base_url="https://example.com") as c:
+        response = await c.post("/update", json={"a": 1})
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("sid=")
+    assert "Max-Age" not in cookie
+    assert cookie.endswith("httponly; samesite=strict; secure; domain=example.com; partitioned")
+
+
+async def test_starlette_positional_arguments_and_an_empty_secret(memory_cache: Cache) -> None:
+    SessionMiddleware(FastAPI(), SECRET, "session", 60, cache=memory_cache)
+    with pytest.raises(ConfigurationError):
+        SessionMiddleware(FastAPI(), "", cache=memory_cache)
+
+
+async def test_a_redis_backed_session_is_shared_by_two_app_instances(redis_url: str) -> None:
+    cache_a, cache_b = Cache.from_url(redis_url), Cache.from_url(redis_url)
+    try:
+        async with client(make_app(cache_a)) as a, client(make_app(cache_b)) as b:
+            response = await a.post("/update", json={"user": "ada"})
+            b.cookies.set("session", response.cookies["session"])
+            assert (await b.get("/view")).json() == {"session": {"user": "ada"}}
+            await b.post("/update", json={"cart": [1]})
+            await a.get("/view")
+            # A logout on one instance reaches the other's in-process copy (broadcast).
+            await b.post("/clear")
+            for _ in range(100):
+                if (await a.get("/view")).json() == {"session": {}}:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await a.get("/view")).json() == {"session": {}}
+    finally:
+        await cache_a.aclose()
+        await cache_b.aclose()
+
+
+def _redis_cache(server: RedisServer, **options: Any) -> Cache:
+    # No L1: every read goes to Redis, as in a process that has not seen the session yet.
+    options = {"socket_timeout": 0.2, "breaker_cooldown": 0.2, **options}
+    return Cache.from_url(server.url, l1=False, **options)
+
+
+@pytest.mark.parametrize("raise_on_error", [False, True])
+async def test_redis_down_is_no_500_and_keeps_the_cookie(
+    private_redis: RedisServer, raise_on_error: bool
+) -> None:
+    cache = _redis_cache(private_redis, raise_on_error=raise_on_error)
+    try:
+        async with client(make_app(cache)) as c:
+            await c.post("/update", json={"user": "ada"})
+            cookie = c.cookies["session"]
+            private_redis.stop()
+            for path in ("/view", "/clear", "/update"):
+                method = c.get if path == "/view" else c.post
+                kwargs: dict[str, Any] = {} if path != "/update" else {"json": {"x": 1}}
+                response = await method(path, **kwargs)
+                assert response.status_code == 200
+                assert "set-cookie" not in response.headers  # neither deleted nor replaced
+                assert c.cookies["session"] == cookie
+            assert (await c.get("/view")).json() == {"session": {}}
+    finally:
+        await cache.aclose()
+
+
+async def test_a_transient_outage_does_not_destroy_the_session(private_redis: RedisServer) -> None:
+    cache = _redis_cache(private_redis)
+    try:
+        async with client(make_app(cache)) as c:
+            await c.post("/update", json={"user": "ada"})
+            private_redis.freeze()
+            try:
+                response = await c.post("/clear")  # cannot even read it: must not delete it
+                assert response.status_code == 200
+                assert "set-cookie" not in response.headers
+            finally:
+                private_redis.thaw()
+            for _ in range(100):
+                body = (await c.get("/view")).json()
+                if body["session"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert body == {"session": {"user": "ada"}}
+    finally:
+        await cache.aclose()
