@@ -1,0 +1,205 @@
+"""``cache_view`` and ``CacheViewMixin``: declare how a view's pages are cached.
+
+The decorator renders nothing and stores nothing itself: it hands the view's ``ViewOptions``
+to the lookup ``CacheMiddleware`` left on the request (``middleware.bind``), which snapshots
+the view's tags before it renders and, for ``per_user`` views, may answer from the user's
+stored page. Without the middleware a decorated view simply runs.
+
+Works on function views (sync or ``async def``), on ``method_decorator(cache_view(...),
+name="dispatch")`` and, through ``CacheViewMixin``, on class-based views, async ones included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from asgiref.sync import iscoroutinefunction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models as db_models
+from django.http import HttpRequest
+
+from cachekit_core.httpcache import ViewOptions
+
+from .invalidation import tag_for
+from .middleware import abind, bind
+
+__all__ = ["CacheViewMixin", "cache_view"]
+
+V = TypeVar("V", bound=Callable[..., Any])
+TagsArg = Sequence[str] | Callable[..., Iterable[str]] | None
+ModelsArg = Iterable[type[db_models.Model] | str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    ttl: float | None
+    models: tuple[str, ...]  # model tags, resolved once
+    tags: TagsArg
+    cache_control: str | None
+    stale_ttl: float
+    per_user: bool
+
+    def options(
+        self, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> ViewOptions:
+        tags = list(self.models)
+        if callable(self.tags):
+            tags += self.tags(request, *args, **kwargs)
+        elif self.tags:
+            for template in self.tags:
+                try:
+                    tags.append(template.format(*args, **kwargs))
+                except (IndexError, KeyError) as exc:
+                    raise ImproperlyConfigured(
+                        f"cache_view tag template {template!r} names a view argument the view "
+                        f"did not receive ({exc}); pass a callable for anything else"
+                    ) from exc
+        return ViewOptions(
+            ttl=self.ttl,
+            tags=tuple(dict.fromkeys(tags)),
+            cache_control=self.cache_control,
+            stale_ttl=self.stale_ttl,
+            per_user=self.per_user,
+        )
+
+    def call(
+        self, view: Callable[..., Any], request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not isinstance(request, HttpRequest):
+            raise TypeError(
+                f"cache_view didn't receive an HttpRequest (got {type(request).__name__}): on a "
+                'method use method_decorator(cache_view(...), name="dispatch") or CacheViewMixin'
+            )
+        if _in_event_loop():
+            # Only an async class-based view's (sync) dispatch is called on the event loop:
+            # Django runs sync views in a worker thread. Its handler returns a coroutine.
+            return self.acall(view, request, args, kwargs)
+        served = bind(request, self.options(request, args, kwargs))
+        return served if served is not None else view(request, *args, **kwargs)
+
+    async def acall(
+        self, view: Callable[..., Any], request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        served = await abind(request, self.options(request, args, kwargs))
+        if served is not None:
+            return served
+        result = view(request, *args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _spec(
+    ttl: float | None,
+    models: ModelsArg,
+    tags: TagsArg,
+    cache_control: str | None,
+    stale_ttl: float,
+    per_user: bool,
+) -> _Spec:
+    if isinstance(tags, str):
+        raise TypeError("tags must be a list of tag templates (or a callable), not one string")
+    return _Spec(
+        ttl, tuple(tag_for(m) for m in models), tags, cache_control, float(stale_ttl), per_user
+    )
+
+
+@overload
+def cache_view(ttl: V) -> V: ...
+@overload
+def cache_view(
+    ttl: float | None = None,
+    *,
+    models: ModelsArg = (),
+    tags: TagsArg = None,
+    cache_control: str | None = None,
+    stale_ttl: float = 0,
+    per_user: bool = False,
+) -> Callable[[V], V]: ...
+def cache_view(
+    ttl: Any = None,
+    *,
+    models: ModelsArg = (),
+    tags: TagsArg = None,
+    cache_control: str | None = None,
+    stale_ttl: float = 0,
+    per_user: bool = False,
+) -> Any:
+    """Cache a view's pages through ``CacheMiddleware``.
+
+    ``ttl``: seconds (default: the ``s-maxage``/``max-age`` of ``cache_control``, else the
+    cache's default). ``models``: model classes (or ``"app_label.Model"``) whose saves
+    invalidate the page. ``tags``: templates formatted with the view's arguments
+    (``"product:{pk}"``) or a callable ``(request, *args, **kwargs) -> list[str]``.
+    ``cache_control``: sent when the response sets none. ``stale_ttl``: serve the old page that
+    long past expiry while one request re-renders. ``per_user``: key by the logged-in user and
+    send ``Cache-Control: private`` (requests with a session cookie otherwise bypass).
+    """
+    if callable(ttl):  # bare @cache_view
+        return cache_view()(ttl)
+    spec = _spec(ttl, models, tags, cache_control, stale_ttl, per_user)
+
+    def decorator(view: V) -> V:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+                return await spec.acall(view, request, args, kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(view)
+        def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+            return spec.call(view, request, args, kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+class CacheViewMixin:
+    """``cache_view`` for class-based views, configured by class attributes.
+
+    ``cache_tags`` is a list of templates or a callable ``(request, *args, **kwargs)``
+    (a plain function or ``staticmethod``); override ``get_cache_tags`` to use ``self``.
+    Put the mixin first in the bases so it wraps the whole ``dispatch``.
+    """
+
+    cache_ttl: float | None = None
+    cache_models: ModelsArg = ()
+    cache_tags: TagsArg = None
+    cache_control: str | None = None
+    cache_stale_ttl: float = 0
+    cache_per_user: bool = False
+
+    def get_cache_tags(self, request: HttpRequest, *args: Any, **kwargs: Any) -> list[str]:
+        """The view's extra tags (beyond ``cache_models``) for this request."""
+        tags = inspect.getattr_static(self, "cache_tags")
+        if isinstance(tags, staticmethod):
+            tags = tags.__func__
+        if not tags:
+            return []
+        options = _spec(None, (), tags, None, 0, False).options(request, args, kwargs)
+        return list(options.tags)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        spec = _spec(
+            self.cache_ttl,
+            self.cache_models,
+            self.get_cache_tags,
+            self.cache_control,
+            self.cache_stale_ttl,
+            self.cache_per_user,
+        )
+        return spec.call(super().dispatch, request, args, kwargs)  # type: ignore[misc]

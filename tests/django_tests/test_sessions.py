@@ -1,0 +1,222 @@
+"""cachekit_django.sessions beyond Django's own suite: outages never log anyone out,
+write-through, and the async methods."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.contrib.sessions.models import Session
+from django.core.cache import caches
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, override_settings
+
+from cachekit_core import CacheUnavailable, RedisLayer
+from cachekit_django.cache import CachekitCache
+from cachekit_django.sessions import KEY_PREFIX, SessionStore
+from tests.support.redis_server import RedisServer
+
+BACKEND = "cachekit_django.cache.CachekitCache"
+WRITE_THROUGH = {"SESSIONS": {"WRITE_THROUGH": True}}
+
+
+@pytest.fixture
+def outage_caches(private_redis: RedisServer) -> Iterator[RedisServer]:
+    """CACHES on a Redis the test may kill or freeze, with short timeouts."""
+    options = {"SOCKET_TIMEOUT": 0.2, "BREAKER_COOLDOWN": 0.2}
+    caches_setting = {
+        "default": {"BACKEND": BACKEND, "LOCATION": private_redis.url, "OPTIONS": options}
+    }
+    with override_settings(CACHES=caches_setting):
+        yield private_redis
+
+
+def logged_in(**extra: Any) -> SessionStore:
+    session = SessionStore()
+    session["_auth_user_id"] = "42"
+    session.update(extra)
+    session.save()
+    return session
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_sessions_live_in_the_cache_and_never_query_the_database(redis_caches: str) -> None:
+    # No django_db mark: any query would fail this test.
+    session = logged_in(cart=[1, 2])
+    stored = caches["default"].get(KEY_PREFIX + str(session.session_key))
+    assert stored == {"_auth_user_id": "42", "cart": [1, 2]}
+    assert SessionStore(session.session_key)["cart"] == [1, 2]
+    SessionStore.clear_expired()  # cache entries expire by TTL: no DELETE query either
+
+
+def test_killed_redis_keeps_the_session_key(outage_caches: RedisServer) -> None:
+    session = logged_in()
+    key = session.session_key
+    outage_caches.stop()
+    during = SessionStore(key)
+    assert during.get("_auth_user_id") is None  # unreadable for now...
+    assert during.session_key == key  # ...but not "unknown": the key is kept, not cycled
+    assert during.exists(key) is False
+    during["cart"] = [1]
+    during.save()  # does not raise, and does not write the partial data anywhere
+    assert during.session_key == key
+
+
+def test_frozen_redis_never_overwrites_or_drops_the_session(outage_caches: RedisServer) -> None:
+    session = logged_in(cart=["book"])
+    key = session.session_key
+    outage_caches.freeze()
+    try:
+        during = SessionStore(key)
+        during["cart"] = []  # built on an unreadable (empty-looking) session
+        during.save()
+        assert during.session_key == key
+    finally:
+        outage_caches.thaw()
+    assert eventually(lambda: SessionStore(key).get("cart") == ["book"])
+    assert SessionStore(key)["_auth_user_id"] == "42"
+
+
+def test_outage_through_the_middleware_keeps_the_cookie(outage_caches: RedisServer) -> None:
+    key = str(logged_in().session_key)
+    outage_caches.stop()
+    seen: list[Any] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.append(request.session.get("_auth_user_id"))
+        request.session["last_page"] = "/cart/"
+        return HttpResponse("ok")
+
+    request = RequestFactory().get("/cart/")
+    request.COOKIES["sessionid"] = key
+    response = SessionMiddleware(view)(request)
+    assert isinstance(response, HttpResponse)
+    assert response.status_code == 200
+    assert seen == [None]
+    cookie = response.cookies.get("sessionid")
+    assert cookie is None or cookie.value == key  # never deleted, never replaced
+
+
+def test_deleting_a_session_during_an_outage_raises(outage_caches: RedisServer) -> None:
+    session = logged_in()
+    outage_caches.stop()
+    with pytest.raises(CacheUnavailable):
+        session.flush()  # a logout must not silently leave the session usable
+
+
+@pytest.mark.django_db
+def test_write_through_falls_back_to_the_database(
+    outage_caches: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with override_settings(CACHEKIT=WRITE_THROUGH):
+        key = logged_in().session_key
+        assert Session.objects.filter(session_key=key).exists()
+        outage_caches.stop()
+        during = SessionStore(key)
+        assert during["_auth_user_id"] == "42"  # from the database
+        during["cart"] = [7]
+        with caplog.at_level(logging.ERROR, "django.contrib.sessions"):
+            during.save()
+        assert "Error saving to cache" in caplog.text
+        assert SessionStore(key)["cart"] == [7]
+        assert SessionStore(key).exists(key) is True
+
+
+@pytest.mark.django_db
+def test_write_through_does_not_serve_the_copy_a_failed_write_left(redis_caches: str) -> None:
+    with override_settings(CACHEKIT=WRITE_THROUGH):
+        key = logged_in(cart=["old"]).session_key
+        # The sessions' Redis client fails (its circuit is open) while Redis keeps the old copy.
+        cache = caches["default"]
+        assert isinstance(cache, CachekitCache)
+        strict = cache.strict.engine.layers[0]
+        assert isinstance(strict, RedisLayer)
+        strict.breaker.cooldown = 0.3
+        strict.breaker.failure(timeout=True)
+        during = SessionStore(key)
+        during["cart"] = ["new"]
+        during.save()  # the database has "new"; the cache write failed
+        time.sleep(0.35)  # the circuit closes again: reads go to Redis
+        assert SessionStore(key).get("cart") == ["new"]
+
+
+@pytest.mark.django_db
+def test_write_through_as_a_subclass(redis_caches: str) -> None:
+    class DBSessionStore(SessionStore):
+        write_through = True
+
+    session = DBSessionStore()
+    session["x"] = 1
+    session.save()
+    row = Session.objects.get(session_key=session.session_key)
+    assert row.get_decoded() == {"x": 1}
+    row.expire_date = row.expire_date.replace(year=2000)
+    row.save()
+    DBSessionStore.clear_expired()
+    assert not Session.objects.filter(session_key=session.session_key).exists()
+
+
+THREADS: list[int] = []
+
+
+def _probe_loaded() -> Probe:
+    THREADS.append(threading.get_ident())
+    return Probe()
+
+
+class Probe:
+    def __reduce__(self) -> tuple[Any, ...]:
+        THREADS.append(threading.get_ident())
+        return (_probe_loaded, ())
+
+
+async def test_async_session_api_stays_in_the_event_loop(
+    redis_caches: str, aclose_engines: None
+) -> None:
+    THREADS.clear()
+    session = SessionStore()
+    await session.aset("probe", Probe())
+    await session.asave()
+    key = session.session_key
+    assert await session.aexists(key) is True
+    again = SessionStore(key)
+    assert isinstance(await again.aget("probe"), Probe)
+    await again.aset("n", 1)
+    await again.asave()
+    assert (await SessionStore(key).aitems()) is not None
+    await again.adelete()
+    assert await session.aexists(key) is False
+    fresh = SessionStore()
+    await fresh.acreate()
+    assert await fresh.aexists(fresh.session_key) is True
+    assert THREADS
+    assert set(THREADS) == {threading.get_ident()}
+
+
+async def test_async_load_during_an_outage_keeps_the_key(
+    outage_caches: RedisServer, aclose_engines: None
+) -> None:
+    session = SessionStore()
+    await session.aset("_auth_user_id", "42")
+    await session.asave()
+    key = session.session_key
+    outage_caches.stop()
+    during = SessionStore(key)
+    assert await during.aload() == {}
+    assert during.session_key == key
+    await during.aset("cart", [1])
+    await during.asave()  # skipped, not raised
+    assert during.session_key == key
