@@ -1,0 +1,1 @@
+"""The FastAPI example shop: ``uvicorn fastapi_shop.main:app --app-dir example_projects``."""
