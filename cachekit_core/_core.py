@@ -283,8 +283,9 @@ class CacheCore:
         return entry if self._versions_current(key, versions, row[1:]) else None
 
     def _tags_in_namespace(self, entry: Entry) -> bool:
-        # Unsigned entries can be forged: never read tag keys outside our namespace.
-        prefix = self._keys.prefix
+        # Unsigned entries can be forged: never read keys other than our namespace's tag keys
+        # (which also keeps every tag read within one cluster slot).
+        prefix = self._keys.tag_prefix
         if all(tag.startswith(prefix) for tag in entry.tags):
             return True
         self._corrupt("tag key outside the namespace")

@@ -173,7 +173,6 @@ class WriteBehindBase:
             "socket_timeout": timeout,
             "max_connections": None,
             "decode_responses": False,  # stream fields are bytes (payload, signature)
-            **layer._no_retry(),
         }
 
     def _redis_failed(self, exc: BaseException, state: _WorkerState) -> float:
@@ -231,14 +230,10 @@ class WriteBehindBase:
         return cast(list[Any], reply[1])
 
     def _new_worker_client(self) -> redis.Redis:
-        import redis
-
-        return redis.Redis.from_url(self._layer.url, **self._worker_options())
+        return self._layer.topology.sync_client(self._worker_options())
 
     def _anew_worker_client(self) -> redis.asyncio.Redis:
-        import redis.asyncio
-
-        return redis.asyncio.Redis.from_url(self._layer.url, **self._worker_options())
+        return self._layer.topology.async_client(self._worker_options())
 
 
 def _consumer_name() -> str:

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 from ._async.engine import AsyncCacheOps
+from ._core import CacheCore
 from ._decorator import TagSpec, cached
 from ._sync.engine import SyncCacheOps
 from .layers.memory import MemoryLayer
 from .layers.redis import RedisLayer
 from .writes import FlushFn, WriteBehind, awrite_through, write_through
 
-_REDIS_OPTIONS = {
-    "socket_timeout",
-    "connect_timeout",
-    "max_connections",
-    "breaker_threshold",
-    "breaker_cooldown",
-    "tag_ttl",
-}
+# Keywords of Cache() itself; from_url hands every other keyword to RedisLayer (and from there
+# to redis-py: ssl_ca_certs, username, health_check_interval, ...).
+_CACHE_OPTIONS = frozenset(inspect.signature(CacheCore.__init__).parameters) - {"self", "layers"}
 
 
 class Cache(SyncCacheOps, AsyncCacheOps):
@@ -39,9 +36,9 @@ class Cache(SyncCacheOps, AsyncCacheOps):
         l1_ttl: float | None = 30,
         **options: Any,
     ) -> Self:
-        """An in-process L1 in front of Redis L2 at ``url``; other keywords as ``Cache()``
-        (and ``socket_timeout``, ``connect_timeout``, ``max_connections``, ... for Redis)."""
-        redis_options = {k: options.pop(k) for k in list(options) if k in _REDIS_OPTIONS}
+        """An in-process L1 in front of Redis L2 at ``url``. Keywords of ``Cache()`` go there;
+        the rest to ``RedisLayer`` (``socket_timeout``, ``cluster``, ``ssl_ca_certs``, ...)."""
+        redis_options = {k: options.pop(k) for k in list(options) if k not in _CACHE_OPTIONS}
         redis = RedisLayer(url, **redis_options)
         layers: list[MemoryLayer | RedisLayer] = [redis]
         if l1:

@@ -85,6 +85,24 @@ class Entry:
         return f"Entry(fresh_until={self.fresh_until}, stale_until={self.stale_until})"
 
 
+def tag_keys_of(blob: bytes, tag_prefix: str) -> list[str] | None:
+    """The tag keys in ``blob``'s clear-text header, as the Redis read script finds them.
+
+    [] when there are none (or no header: the decoder rejects such a blob later); None when
+    the header names anything but tag keys of ``tag_prefix``, which must never be read.
+    """
+    if len(blob) < HEADER.size or blob[:2] != MAGIC:
+        return []
+    taglen = int.from_bytes(blob[4:6], "big")
+    if not taglen:
+        return []
+    text = blob[HEADER.size : HEADER.size + taglen].decode("utf-8", "replace")
+    keys = [k for k in text.split("\n") if k]
+    if not keys or not all(k.startswith(tag_prefix) for k in keys):
+        return None
+    return keys
+
+
 class CorruptEntry(Exception):
     """The stored bytes are not a valid, authentic entry (counted and treated as a miss)."""
 

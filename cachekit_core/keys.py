@@ -1,8 +1,9 @@
 """Key safety: every user key maps to one Redis-safe key, and no two user keys collide.
 
 Readable keys stay readable (``shop:e:user:42``); anything long or unsafe (spaces, newlines,
-unicode, control bytes, ``#``) becomes ``#`` + a blake2b digest. ``#`` is never allowed in a
-readable key, so a digest can never collide with a readable key.
+unicode, control bytes, ``#``, braces) becomes ``#`` + a blake2b digest. ``#`` is never allowed
+in a readable key, so a digest can never collide with a readable key, and without braces no user
+key can pick its own Redis Cluster hash slot.
 """
 
 from __future__ import annotations
@@ -51,18 +52,22 @@ def _digest(key: str) -> str:
 class KeySpace:
     """Builds the Redis names of one namespace; all live under ``<namespace>:``."""
 
-    __slots__ = ("channel", "namespace", "prefix")
+    __slots__ = ("channel", "namespace", "prefix", "tag_prefix")
 
     def __init__(self, namespace: str) -> None:
         self.namespace = check_namespace(namespace)
         self.prefix = namespace + ":"
+        # All tag versions of a namespace share one Redis Cluster hash slot ({namespace}), so
+        # an entry's tags are read with one MGET and bumped by one script on any deployment.
+        # Entries, locks and streams hash on their whole key and spread over the cluster.
+        self.tag_prefix = f"{self.prefix}{TAG}:{{{namespace}}}:"
         self.channel = f"{namespace}:{CHANNEL_SUFFIX}"
 
     def entry(self, key: str) -> str:
         return f"{self.prefix}{ENTRY}:{safe_part(key)}"
 
     def tag(self, tag: str) -> str:
-        return f"{self.prefix}{TAG}:{safe_part(tag)}"
+        return self.tag_prefix + safe_part(tag)
 
     def lock(self, key: str) -> str:
         return f"{self.prefix}{LOCK}:{safe_part(key)}"

@@ -25,6 +25,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from cachekit_core.layers._topology import Topology, redact_url
+
 from . import conf
 
 KNOWN_KEYS = {
@@ -163,24 +165,32 @@ def redis_urls() -> list[str]:
 
 
 def safe_url(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}"  # never print a password
+    return redact_url(url)  # never print a password
 
 
 def ping(url: str, timeout: float = 0.5) -> str | None:
     """None if the Redis at ``url`` answers PING within ``timeout``, else why not."""
     try:
-        import redis
+        import redis  # noqa: F401
     except ImportError:
         return "redis-py is not installed (pip install 'cachekit-web[redis]')"
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = None
     try:
+        client = redis_client(url, timeout)
         client.ping()
     except Exception as exc:  # any failure is "unreachable", reported, never raised
         return f"{type(exc).__name__}: {exc}"
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     return None
+
+
+def redis_client(url: str, timeout: float) -> Any:
+    """A short-timeout client for ``url``: a single server, a cluster or a Sentinel master."""
+    return Topology.parse(url).sync_client(
+        {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    )
 
 
 def check_redis(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -32,7 +32,7 @@ __all__ = [
     "session_write_through",
 ]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+", "rediss+")  # +cluster, +sentinel
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # OPTIONS of a CachekitCache entry -> RedisLayer keyword.
 _REDIS_OPTIONS = {
@@ -41,6 +41,7 @@ _REDIS_OPTIONS = {
     "MAX_CONNECTIONS": "max_connections",
     "BREAKER_THRESHOLD": "breaker_threshold",
     "BREAKER_COOLDOWN": "breaker_cooldown",
+    "CLUSTER": "cluster",
 }
 # CULL_FREQUENCY is Django's LocMem/DB/file culling knob: accepted so a settings file can
 # switch backends, ignored because the in-process layer evicts by LRU instead.

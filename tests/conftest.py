@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.redis_server import REDIS_SERVER, RedisServer
+from tests.support.redis_topologies import RedisClusterNodes, RedisSentinelSet
 
 
 def _require_redis() -> None:
@@ -35,3 +36,31 @@ def private_redis() -> Iterator[RedisServer]:
     _require_redis()
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A private 3-master Redis Cluster for the session (flushed per test by `cluster_url`)."""
+    _require_redis()
+    cluster = RedisClusterNodes()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterNodes) -> str:
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[RedisSentinelSet]:
+    """A master, a replica and a Sentinel of their own (tests fail the master over)."""
+    _require_redis()
+    topology = RedisSentinelSet()
+    try:
+        yield topology.start()
+    finally:
+        topology.close()

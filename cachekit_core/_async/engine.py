@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .. import tracing
 from .._concurrency import Abandoned, async_call, async_sleep
 from .._core import CacheCore, incremented, log
 from ..entry import Entry
@@ -414,7 +415,12 @@ class AsyncCacheOps(CacheCore):
         self.counters.loader_calls += 1
         started = time.perf_counter()
         try:
-            value = await async_call(loader)
+            spans = tracing.SPANS
+            if spans is None:
+                value = await async_call(loader)
+            else:
+                with spans.load(self.namespace):  # current: the loader's own spans nest in it
+                    value = await async_call(loader)
         except Exception:
             self.counters.loader_errors += 1
             self._observe_load(time.perf_counter() - started, True)

@@ -57,7 +57,7 @@ class AsyncWriteBehindOps(WriteBehindBase):
                 if delay:
                     await async_wait(stop, delay)
         finally:
-            await client.aclose()
+            await self._layer.topology.aclose(client)
 
     async def _astep(self, client: AsyncRedisClient, state: _WorkerState) -> float:
         """One read-flush-ack round; returns how long to wait before the next one."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .. import tracing
 from .._concurrency import Abandoned, sync_call, sync_sleep
 from .._core import CacheCore, incremented, log
 from ..entry import Entry
@@ -411,7 +412,12 @@ class SyncCacheOps(CacheCore):
         self.counters.loader_calls += 1
         started = time.perf_counter()
         try:
-            value = sync_call(loader)
+            spans = tracing.SPANS
+            if spans is None:
+                value = sync_call(loader)
+            else:
+                with spans.load(self.namespace):  # current: the loader's own spans nest in it
+                    value = sync_call(loader)
         except Exception:
             self.counters.loader_errors += 1
             self._observe_load(time.perf_counter() - started, True)

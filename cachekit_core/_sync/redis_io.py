@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import msgpack
 
+from .. import tracing
+from ..entry import tag_keys_of
 from ..keys import STREAM
 from ..layers._redis_base import (
     BUMP_SCRIPT,
@@ -52,11 +54,19 @@ def _sha(script: str) -> str:
 
 
 class SyncRedisOps(RedisBase):
-    def _run(self, op: SyncOp[T], lost: Callable[[], None] | None = None) -> T | None:
+    def _run(
+        self,
+        op: SyncOp[T],
+        lost: Callable[[], None] | None = None,
+        operation: str = "",
+        batch: int = 0,
+    ) -> T | None:
         """Run ``op`` on a client; None when Redis is unavailable (or raise, if configured).
 
         ``lost`` records what a failed invalidating write must replay later; it runs before
         any CacheUnavailable is raised, so ``raise_on_error`` never drops an invalidation.
+        ``operation`` names the span of ``op`` (see tracing.py; "" for none), ``batch`` the
+        number of commands it pipelines.
         """
         if self.breaker._open_until and not self.breaker.allow():
             if lost is not None:
@@ -67,7 +77,12 @@ class SyncRedisOps(RedisBase):
         try:
             if self.pending.any:
                 self._push_pending(client)
-            result = op(client)
+            spans = tracing.SPANS
+            if spans is None or not operation:
+                result = op(client)
+            else:
+                with spans.redis(self, operation, batch):
+                    result = op(client)
         except REDIS_ERRORS as exc:
             if lost is not None:
                 lost()
@@ -112,18 +127,51 @@ class SyncRedisOps(RedisBase):
             # decode_responses is off: redis-py's `bytes | str` is always bytes here.
             if not tag_keys:
                 return cast(Row, [client.get(key)])
+            if self.cluster:  # the entry and its tags live in different slots
+                return self._get_each(client, [key, *tag_keys])
             return cast(Row, client.mget(key, *tag_keys))
 
-        return self._run(op)
+        operation = "GET" if not tag_keys else "PIPELINE" if self.cluster else "MGET"
+        return self._run(op, operation=operation)
 
     def read(self, keys: list[str]) -> list[Row | None] | None:
         """Entries for ``keys`` (redis keys) with their tags' current versions, one round trip."""
 
         def op(client: SyncRedisClient) -> list[Row | None]:
-            rows: list[Row | None] = _eval(client, READ_SCRIPT, keys, [self.ks.prefix])
+            if self.cluster:
+                return self._read_cluster(client, keys)
+            rows: list[Row | None] = _eval(client, READ_SCRIPT, keys, [self.ks.tag_prefix])
             return rows
 
-        return self._run(op)
+        return self._run(op, operation="PIPELINE" if self.cluster else "EVALSHA")
+
+    def _read_cluster(self, client: SyncRedisClient, keys: list[str]) -> list[Row | None]:
+        """READ_SCRIPT's rows without Lua, whose keys must share a slot: the entries in one
+        pipeline (redis-py sends it to every node at once), then their tags in one MGET (all
+        tag keys of a namespace share a slot)."""
+        blobs = self._get_each(client, keys)
+        wanted = {blob: tag_keys_of(blob, self.ks.tag_prefix) for blob in blobs if blob}
+        tag_keys = sorted({t for tags in wanted.values() if tags for t in tags})
+        versions: dict[str, bytes | None] = {}
+        if tag_keys:
+            versions = dict(zip(tag_keys, cast(Row, client.mget(tag_keys)), strict=True))
+        rows: list[Row | None] = []
+        for blob in blobs:
+            if blob is None:
+                rows.append(None)
+                continue
+            tags = wanted[blob]
+            if tags is None:
+                rows.append([blob, b"!"])  # as the script does: a header it will not follow
+            else:
+                rows.append([blob, *(versions[t] or b"0" for t in tags)])
+        return rows
+
+    def _get_each(self, client: SyncRedisClient, keys: list[str]) -> Row:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return cast(Row, pipe.execute())
 
     def write(self, items: list[tuple[str, str, bytes, int | None]], origin: str) -> bool:
         """SET each (redis key, user key, blob, ttl ms); other processes drop the user keys."""
@@ -133,14 +181,13 @@ class SyncRedisOps(RedisBase):
             for key, _, blob, px in items:
                 pipe.set(key, blob, px=px)
             changed = [user_key for _, user_key, _, _ in items]
-            pipe.publish(self.ks.channel, self._message("k", changed, origin))
-            pipe.execute()
+            self._execute_and_publish(client, pipe, self._message("k", changed, origin))
             return True
 
         # If this fails, Redis still holds the old value and other processes' L1 may too:
         # delete and broadcast once Redis is back, or they would serve it after the outage.
         lost = {key: user_key for key, user_key, _, _ in items}
-        return bool(self._run(op, lambda: self.remember(keys=lost)))
+        return bool(self._run(op, lambda: self.remember(keys=lost), "PIPELINE", len(items) + 1))
 
     def add(self, key: str, blob: bytes, px: int | None, changed: str, origin: str) -> bool:
         """SET NX: store only if absent. False when present or unavailable."""
@@ -148,11 +195,11 @@ class SyncRedisOps(RedisBase):
         def op(client: SyncRedisClient) -> bool:
             pipe = client.pipeline(transaction=False)
             pipe.set(key, blob, px=px, nx=True)
-            pipe.publish(self.ks.channel, self._message("k", [changed], origin))
-            stored, _ = pipe.execute()
+            message = self._message("k", [changed], origin)
+            [stored] = self._execute_and_publish(client, pipe, message)
             return bool(stored)
 
-        return bool(self._run(op))
+        return bool(self._run(op, operation="PIPELINE", batch=2))
 
     def delete_if(self, key: str, blob: bytes) -> bool:
         """Delete ``key`` only if it still holds exactly ``blob``."""
@@ -160,7 +207,7 @@ class SyncRedisOps(RedisBase):
         def op(client: SyncRedisClient) -> bool:
             return bool(_eval(client, DELETE_IF_SCRIPT, [key], [blob]))
 
-        return bool(self._run(op))
+        return bool(self._run(op, operation="EVALSHA"))
 
     def delete(self, keys: dict[str, str], origin: str) -> int | None:
         """Delete redis keys (mapped to the user keys other processes drop from L1)."""
@@ -168,14 +215,27 @@ class SyncRedisOps(RedisBase):
         def op(client: SyncRedisClient) -> int:
             return self._delete_on(client, keys, origin)
 
-        return self._run(op, lambda: self.remember(keys=keys))
+        return self._run(op, lambda: self.remember(keys=keys), "PIPELINE", len(keys) + 1)
 
     def _delete_on(self, client: SyncRedisClient, keys: dict[str, str], origin: str = "") -> int:
         pipe = client.pipeline(transaction=False)
-        pipe.delete(*keys)
-        pipe.publish(self.ks.channel, self._message("k", list(keys.values()), origin))
-        removed, _ = pipe.execute()
-        return int(removed)
+        for key in keys:  # one DEL per key: on a cluster the keys live in different slots
+            pipe.delete(key)
+        message = self._message("k", list(keys.values()), origin)
+        return sum(self._execute_and_publish(client, pipe, message))
+
+    def _execute_and_publish(self, client: SyncRedisClient, pipe: Any, message: bytes) -> list[Any]:
+        """Run ``pipe``, then tell other processes; the replies of ``pipe``'s own commands.
+
+        One round trip on a single server. redis-py refuses PUBLISH inside a cluster
+        pipeline, so there it follows the writes: still after them, as L1 requires.
+        """
+        if self.cluster:
+            replies: list[Any] = pipe.execute()
+            client.publish(self.ks.channel, message)
+            return replies
+        pipe.publish(self.ks.channel, message)
+        return list((pipe.execute())[:-1])
 
     # -- tags ----------------------------------------------------------------------------------
     def tag_versions(self, tag_keys: list[str]) -> list[int] | None:
@@ -183,14 +243,14 @@ class SyncRedisOps(RedisBase):
             values = client.mget(tag_keys)
             return [int(v) if v is not None else 0 for v in values]
 
-        return self._run(op)
+        return self._run(op, operation="MGET")
 
     def bump_tags(self, tag_keys: list[str], origin: str) -> bool:
         def op(client: SyncRedisClient) -> bool:
             self._bump_on(client, tag_keys, origin)
             return True
 
-        return bool(self._run(op, lambda: self.remember(tags=tag_keys)))
+        return bool(self._run(op, lambda: self.remember(tags=tag_keys), "EVALSHA"))
 
     def _bump_on(self, client: SyncRedisClient, tag_keys: list[str], origin: str = "") -> None:
         now_us = int(time.time() * 1_000_000)
@@ -204,13 +264,13 @@ class SyncRedisOps(RedisBase):
         def op(client: SyncRedisClient) -> bool:
             return bool(client.set(lock_key, token, px=px, nx=True))
 
-        return self._run(op)
+        return self._run(op, operation="SET")
 
     def release(self, lock_key: str, token: str) -> None:
         def op(client: SyncRedisClient) -> None:
             _eval(client, RELEASE_SCRIPT, [lock_key], [token])
 
-        self._run(op)
+        self._run(op, operation="EVALSHA")
 
     # -- namespace -----------------------------------------------------------------------------
     def clear(self, origin: str) -> bool:
@@ -218,7 +278,8 @@ class SyncRedisOps(RedisBase):
             self._clear_on(client, origin)
             return True
 
-        return bool(self._run(op, lambda: self.remember(clear=True)))
+        # One SCAN span for the whole scan, its UNLINKs and the broadcast.
+        return bool(self._run(op, lambda: self.remember(clear=True), "SCAN"))
 
     def _clear_on(self, client: SyncRedisClient, origin: str = "") -> None:
         # SCAN + UNLINK of this namespace only: never FLUSHDB, never KEYS. Write-behind streams

@@ -58,7 +58,7 @@ class SyncWriteBehindOps(WriteBehindBase):
                 if delay:
                     sync_wait(stop, delay)
         finally:
-            client.close()
+            self._layer.topology.close(client)
 
     def _step(self, client: SyncRedisClient, state: _WorkerState) -> float:
         """One read-flush-ack round; returns how long to wait before the next one."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._breaker import CircuitBreaker
 from ..exceptions import CacheUnavailable, ConfigurationError
 from ..keys import KeySpace
+from ._topology import Topology
 
 if TYPE_CHECKING:  # the redis extra is optional: RedisLayer() says how to install it
     import redis
@@ -38,9 +39,15 @@ __all__ = [
 log = logging.getLogger("cachekit.redis")
 
 try:  # resolved once: these are checked on every call
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-    REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+    # RedisClusterException (e.g. slots not covered while a node is down) is not a RedisError.
+    REDIS_ERRORS: tuple[type[BaseException], ...] = (
+        RedisError,
+        RedisClusterException,
+        OSError,
+        TimeoutError,
+    )
 except ImportError:  # the redis extra is not installed; RedisLayer() says so when built
 
     class NoScriptError(Exception):  # type: ignore[no-redef]
@@ -158,14 +165,10 @@ class RedisBase:
         breaker_threshold: int = 3,
         breaker_cooldown: float = 1.0,
         tag_ttl: int = 7 * 86400,
+        cluster: bool = False,
         **redis_options: Any,
     ) -> None:
-        scheme = url.partition("://")[0].lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(
-                f"RedisLayer(url={url!r}): only redis://, rediss:// and unix:// URLs are "
-                "supported (Cluster and Sentinel URLs are not implemented yet)"
-            )
+        self.topology = Topology.parse(url, cluster=cluster)
         try:
             import redis  # noqa: F401
         except ImportError as exc:
@@ -173,6 +176,8 @@ class RedisBase:
                 "RedisLayer needs redis-py: pip install 'cachekit-web[redis]'"
             ) from exc
         self.url = url
+        # Multi-key commands must stay within one slot on a cluster; the I/O checks this flag.
+        self.cluster = self.topology.kind == "cluster"
         self.socket_timeout = socket_timeout
         self.options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
@@ -213,24 +218,15 @@ class RedisBase:
         return self.keys
 
     # -- clients: created lazily, no I/O in constructors -------------------------------------
-    def _no_retry(self) -> dict[str, Any]:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        # redis-py retries 10 times with backoff by default: a dead Redis would then cost
-        # seconds per call instead of one socket timeout. The breaker decides instead.
-        return {"retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
+    def _new_client(self, **overrides: Any) -> redis.Redis:
+        return self.topology.sync_client({**self.options, **overrides})
 
     def _client(self) -> redis.Redis:
         client = self._client_obj
         if client is None:
-            import redis
-
             with self._client_lock:
                 if self._client_obj is None:
-                    self._client_obj = redis.Redis.from_url(
-                        self.url, **self.options, **self._no_retry()
-                    )
+                    self._client_obj = self._new_client()
                 client = self._client_obj
         return client
 
@@ -241,13 +237,11 @@ class RedisBase:
             return self._last_aclient
         client = self._aclients.get(loop)
         if client is None:
-            import redis.asyncio
-
             # Clients of loops that closed without aclose() would otherwise pile up (each one
             # keeps its loop alive): drop them when a new loop shows up.
             for dead in [old for old in self._aclients if old.is_closed()]:
                 del self._aclients[dead]
-            client = redis.asyncio.Redis.from_url(self.url, **self.options, **self._no_retry())
+            client = self.topology.async_client(self.options)
             self._aclients[loop] = client
         self._last_loop, self._last_aclient = loop, client
         return client
@@ -262,7 +256,8 @@ class RedisBase:
         import redis.exceptions as rex
 
         self.errors += 1
-        if not isinstance(exc, rex.ResponseError):  # a server answer is not an outage
+        # A server's answer is not an outage, but a cluster with uncovered slots is.
+        if not isinstance(exc, rex.ResponseError) or isinstance(exc, rex.ClusterError):
             timeout = isinstance(exc, rex.TimeoutError | TimeoutError)
             self.breaker.failure(timeout=timeout)
         now = time.monotonic()
@@ -279,8 +274,7 @@ class RedisBase:
             raise CacheUnavailable(f"Redis at {self._safe_url()} failed: {exc}") from exc
 
     def _safe_url(self) -> str:
-        scheme, _, rest = self.url.partition("://")
-        return f"{scheme}://{rest.rpartition('@')[2]}"  # never log a password
+        return self.topology.safe_url
 
     # -- the invalidation listener (one thread serves sync and async callers alike) ------------
     def start_listener(
@@ -312,7 +306,7 @@ class RedisBase:
         while not self._stop.is_set():
             client = None
             try:
-                client = redis.Redis.from_url(self.url, **options, **self._no_retry())
+                client = self._new_client(**options)
                 self._listener_client = client
                 pubsub = client.pubsub()  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self.ks.channel)
@@ -340,7 +334,7 @@ class RedisBase:
                 self._listener_client = None
                 if client is not None:
                     with contextlib.suppress(Exception):
-                        client.close()
+                        self.topology.close(client)
 
     def on_resubscribe(self) -> None:
         """Called by the listener after each (re)subscription (the layer replays pending)."""

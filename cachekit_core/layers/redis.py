@@ -24,7 +24,7 @@ class RedisLayer(SyncRedisOps, AsyncRedisOps):
         self.stop_listener()
         client, self._client_obj = self._client_obj, None
         if client is not None:
-            client.close()
+            self.topology.close(client)
 
     async def aclose(self) -> None:
         self.stop_listener()
@@ -33,7 +33,7 @@ class RedisLayer(SyncRedisOps, AsyncRedisOps):
         if loop is self._last_loop:
             self._last_loop = self._last_aclient = None
         if client is not None:
-            await client.aclose()
+            await self.topology.aclose(client)
 
 
 def _noop(client: object) -> None:

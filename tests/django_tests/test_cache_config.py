@@ -102,3 +102,19 @@ def test_engines_are_per_event_loop_safe() -> None:
 
     assert asyncio.run(roundtrip(1)) == 1
     assert asyncio.run(roundtrip(2)) == 2
+
+
+def test_cluster_option_and_url(cluster_url: str, redis_cluster: Any) -> None:
+    seed = cluster_url.replace("redis+cluster://", "redis://")
+    for cache in (make(cluster_url), make(seed, CLUSTER=True)):
+        assert cache.engine.layers[-1].cluster
+        cache.set_many({f"k{i}": i for i in range(20)})
+        assert cache.get_many([f"k{i}" for i in range(20)]) == {f"k{i}": i for i in range(20)}
+        cache.clear()
+    config = {"LAYERS": [{"BACKEND": "redis", "URL": seed, "CLUSTER": True}], "NAMESPACE": "cl"}
+    with override_settings(CACHEKIT=config):
+        conf.get_cache().set("x", 1)
+        assert conf.get_cache().get("x") == 1
+        from cachekit_django import checks
+
+        assert checks.check_redis() == []  # PING through the cluster client

@@ -141,9 +141,7 @@ def _default_host() -> str:
 
 def _redis_info(url: str) -> dict[str, Any]:
     try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = checks.redis_client(url, 0.5)
         try:
             info = client.info()
         finally:

@@ -1,0 +1,183 @@
+"""OpenTelemetry spans for loader calls and Redis round trips.
+
+On whenever opentelemetry-api is importable (``pip install 'cachekit-web[otel]'``); nothing to
+configure in cachekit. Spans go to the global tracer provider, looked up on first use, so an
+app may install its SDK before or after importing cachekit. Without an SDK, the API's no-op
+tracer makes each span a cheap non-recording one.
+
+- ``cachekit.load`` (INTERNAL): one loader call, current while it runs so the loader's own
+  spans (database queries, HTTP calls) nest under it.
+- ``GET``, ``MGET``, ``SET``, ``EVALSHA``, ``PIPELINE``, ``SCAN`` (CLIENT): one Redis
+  operation, with the database semantic conventions (``db.system.name``, ``db.operation.name``,
+  ``db.namespace``, ``server.address``, ``server.port``) and ``cachekit.namespace``. A failed
+  call is recorded on its span even though the cache itself fails open.
+
+Keys and values are never recorded: they may hold personal data. Spans nest under the caller's
+current span (contextvars): asyncio tasks, including background refreshes, inherit it; the sync
+engine's refresh threads do not, so a sync background refresh starts a new trace.
+
+``SPANS`` is None when opentelemetry-api is missing: callers test it before anything else, so
+the cost without OpenTelemetry is that one check. Setting it to None turns tracing off.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from contextvars import Token
+    from types import TracebackType
+
+    from opentelemetry.context.context import Context
+    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.util.types import AttributeValue
+
+    from .layers._redis_base import RedisBase
+
+__all__ = ["SPANS", "Spans"]
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel_trace
+
+    CLIENT, INTERNAL = otel_trace.SpanKind.CLIENT, otel_trace.SpanKind.INTERNAL
+except ImportError:  # the otel extra is not installed: SPANS stays None
+    otel_trace = None  # type: ignore[assignment]
+
+TRACER_NAME = "cachekit"
+
+
+class Spans:
+    """Starts cachekit's spans on the global tracer provider's ``cachekit`` tracer."""
+
+    __slots__ = ("_attributes", "_tracer")
+
+    def __init__(self) -> None:
+        self._tracer: Tracer | None = None
+        # Per (url, namespace, operation): the fixed attributes of a Redis span, built once.
+        self._attributes: dict[tuple[str, str, str], dict[str, AttributeValue]] = {}
+
+    def _resolve(self) -> Tracer:
+        from . import __version__  # the package imports this module: look it up late
+
+        # Before the app installs a provider this is the API's proxy tracer, which switches
+        # to the real one as soon as there is one.
+        self._tracer = otel_trace.get_tracer(TRACER_NAME, __version__)
+        return self._tracer
+
+    def redis(self, layer: RedisBase, operation: str, batch: int = 0) -> SpanScope:
+        """A CLIENT span for one Redis operation (``batch``: commands in a pipeline)."""
+        key = (layer.url, layer.ks.namespace, operation)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = self._attributes[key] = _redis_attributes(layer, key[1], operation)
+        tracer = self._tracer or self._resolve()
+        span = tracer.start_span(operation, kind=CLIENT, attributes=attributes)
+        if batch:
+            span.set_attribute("db.operation.batch.size", batch)
+        return SpanScope(span)
+
+    def load(self, namespace: str) -> CurrentSpanScope:
+        """The INTERNAL ``cachekit.load`` span, current for the duration of the loader."""
+        tracer = self._tracer or self._resolve()
+        attributes = {"cachekit.namespace": namespace}
+        return CurrentSpanScope(
+            tracer.start_span("cachekit.load", kind=INTERNAL, attributes=attributes)
+        )
+
+
+class SpanScope:
+    """Ends its span on exit, recording the error if the block raised."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> Span:
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            _record(self.span, exc)
+        self.span.end()
+
+
+class CurrentSpanScope(SpanScope):
+    """Like SpanScope, and makes its span the current one inside the block."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> Span:
+        context: Context = otel_trace.set_span_in_context(self.span)
+        self._token: Token[Context] = otel_context.attach(context)
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        otel_context.detach(self._token)
+        if exc is not None:
+            _record(self.span, exc)
+        self.span.end()
+
+
+def _record(span: Span, exc: BaseException) -> None:
+    # Only Exceptions are failures: a cancelled task or an exiting thread is not (as in the
+    # API's own use_span).
+    if isinstance(exc, Exception) and span.is_recording():
+        cls = type(exc)
+        qualified = cls.__qualname__
+        if cls.__module__ != "builtins":
+            qualified = f"{cls.__module__}.{qualified}"
+        span.record_exception(exc, escaped=True)
+        span.set_attribute("error.type", qualified)
+        span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, f"{cls.__name__}: {exc}"))
+
+
+def _redis_attributes(
+    layer: RedisBase, namespace: str, operation: str
+) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {
+        "db.system.name": "redis",
+        "db.system": "redis",  # the pre-1.26 name, which many backends still group by
+        "db.operation.name": operation,
+        "cachekit.namespace": namespace,
+    }
+    topology = layer.topology
+    if topology.kind == "sentinel":
+        # The master is whichever server the Sentinels name at the time: no fixed address.
+        attributes["db.namespace"] = str(topology.master_options.get("db", 0))
+        return attributes
+    if topology.kind == "cluster":
+        # The node depends on the key's slot; the URL only names the seed node.
+        attributes["db.namespace"] = "0"
+        return attributes
+    parts = urlsplit(topology.url)
+    # The database index as redis-py picks it: ?db=, then the URL path, then the db option.
+    query = parse_qs(parts.query)
+    db = query["db"][0] if "db" in query else ""
+    if parts.scheme == "unix":
+        if parts.path:
+            attributes["server.address"] = parts.path
+    else:
+        db = db or parts.path.strip("/")
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+        with suppress(ValueError):  # a malformed port: redis-py reports it, a span need not
+            attributes["server.port"] = parts.port or 6379
+    attributes["db.namespace"] = str(db or layer.options.get("db", 0))
+    return attributes
+
+
+SPANS: Spans | None = None if otel_trace is None else Spans()
