@@ -127,9 +127,7 @@ class CurrentSpanScope(SpanScope):
         tb: TracebackType | None,
     ) -> None:
         otel_context.detach(self._token)
-        if exc is not None:
-            _record(self.span, exc)
-        self.span.end()
+        super().__exit__(exc_type, exc, tb)
 
 
 def _record(span: Span, exc: BaseException) -> None:
