@@ -175,6 +175,7 @@ class RedisBase:
             raise ConfigurationError(
                 "RedisLayer needs redis-py: pip install 'cachekit-web[redis]'"
             ) from exc
+        self.topology.check_options(redis_options)
         self.url = url
         # Multi-key commands must stay within one slot on a cluster; the I/O checks this flag.
         self.cluster = self.topology.kind == "cluster"

@@ -13,6 +13,10 @@ timeout, not seconds of backoff; the circuit breaker decides when to try again.
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote
@@ -26,6 +30,10 @@ if TYPE_CHECKING:
 Kind = Literal["standalone", "cluster", "sentinel"]
 
 _PLAIN = ("redis", "rediss", "unix")
+# Cache() keywords, for the hint when one is misspelt into Cache.from_url.
+_CACHE_WORDS = ("namespace", "default_ttl", "secret_key", "serializer", "l1_maxsize", "l1_ttl")
+# Secrets redis-py reads from a URL's query string.
+_QUERY_SECRET = re.compile(r"((?:^|[?&;])(?:ssl_)?password=)[^&;#]*", re.IGNORECASE)
 # Options the asyncio RedisCluster does not take (it has no **kwargs to ignore them in).
 _ASYNC_CLUSTER_DROPS = ("retry_on_timeout",)
 
@@ -62,6 +70,26 @@ class Topology:
                 )
             return cls("cluster", plain, redact_url(url))
         return cls("standalone", plain, redact_url(url))
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Refuse keywords redis-py would only reject on first use (in the listener thread
+        too, where nobody would see it): typos must fail at start-up."""
+        import redis
+
+        known = set(inspect.signature(redis.Redis.__init__).parameters)
+        if self.kind == "cluster":
+            from redis.cluster import RedisCluster
+
+            known |= set(inspect.signature(RedisCluster.__init__).parameters)
+        elif self.kind == "sentinel":
+            known.add("sentinel_kwargs")
+        for name in options:
+            if name not in known or name in ("self", "kwargs", "url"):
+                hint = difflib.get_close_matches(name, [*known, *_CACHE_WORDS], n=1)
+                raise ConfigurationError(
+                    f"RedisLayer: unknown option {name!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                )
 
     @classmethod
     def _sentinel(cls, base: str, rest: str, url: str) -> Topology:
@@ -162,9 +190,10 @@ class Topology:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password, for logs and messages."""
+    """``url`` without its passwords (user info and query string), for logs and messages."""
     scheme, sep, rest = url.partition("://")
     netloc, slash, path = rest.partition("/")
+    path = _QUERY_SECRET.sub(r"\1***", path)
     return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
 
 

@@ -320,3 +320,29 @@ async def test_sentinel_async(redis_sentinel: RedisSentinelSet) -> None:
     finally:
         await cache.aclose()
         cache.close()
+
+
+def test_query_string_passwords_are_redacted() -> None:
+    layer = RedisLayer("redis://u:pw1@h:1/0?password=pw2&ssl_password=pw3&db=1")
+    assert layer._safe_url() == "redis://h:1/0?password=***&ssl_password=***&db=1"
+
+
+@pytest.mark.parametrize(
+    ("options", "hint"),
+    [
+        ({"namspace": "x"}, "did you mean 'namespace'"),  # a Cache() keyword, misspelt
+        ({"ssl_ca_cert": "ca.pem"}, "did you mean 'ssl_ca_certs'"),
+        ({"read_from_replicas": True}, "unknown option"),  # a cluster-only option
+    ],
+)
+def test_misspelt_options_fail_at_start_up(options: dict[str, Any], hint: str) -> None:
+    # redis-py itself would only complain on the first connection (or silently, in the
+    # invalidation listener's thread).
+    with pytest.raises(ConfigurationError, match=hint):
+        Cache.from_url("redis://127.0.0.1:1/0", **options)
+
+
+def test_topology_specific_options_are_accepted() -> None:
+    Cache.from_url("redis+cluster://127.0.0.1:1", read_from_replicas=True).close()
+    Cache.from_url("redis+sentinel://127.0.0.1:1/m", sentinel_kwargs={"password": "x"}).close()
+    Cache.from_url("rediss://127.0.0.1:1/0", ssl_ca_certs="ca.pem", health_check_interval=5).close()
