@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format bench sync redis-server clean demo examples-test
+.PHONY: test lint format bench sync redis-server clean demo examples-test faults
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ demo: $(STAMP)
 
 examples-test: $(STAMP) redis-server
 	$(BIN)/pytest tests/examples $(PYTEST_ARGS)
+
+# The fault suite alone (it also runs in `make test`): both example shops under load while their
+# Redis is killed, frozen and slowed down; prints its figures at the end (about 75 s).
+faults: $(STAMP) redis-server
+	$(BIN)/pytest tests/faults -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -217,9 +217,11 @@ class SessionMiddleware:
         except CacheError as exc:  # a cache built with raise_on_error=True
             log.warning("cachekit: session store unavailable, serving an empty session: %s", exc)
             return None, {}, False
-        if raw is None and _outages(self.cache) != before:
-            # The engine fails open (a miss), but a miss here would log the user out: tell
-            # "absent" from "could not ask" by its error counters.
+        # The engine fails open (a miss, or L1's copy), but a miss here would log the user out:
+        # tell "absent" from "could not ask" by its error counters. An L1 copy is served, but
+        # read-only: see _save.
+        reachable = _outages(self.cache) == before
+        if raw is None and not reachable:
             log.warning("cachekit: session store unavailable, serving an empty session")
             return None, {}, False
         if isinstance(raw, str):
@@ -228,8 +230,8 @@ class SessionMiddleware:
             except ValueError:
                 data = None
             if isinstance(data, dict):
-                return raw, data, True
-        return None, {}, True  # absent, or not a session we wrote: start afresh
+                return raw, data, reachable
+        return None, {}, reachable  # absent, or not a session we wrote: start afresh
 
     async def _save(
         self, session: Session, sid: str | None, loaded: str | None, reachable: bool
@@ -256,10 +258,17 @@ class SessionMiddleware:
             new_sid = secrets.token_urlsafe(32)  # a new session never reuses an old id
         assert new_sid is not None
         if self._ttl > 0:  # max_age <= 0: the cookie is born expired, so store nothing
-            try:
-                stored = await self.cache.aset(self.key_prefix + new_sid, encoded, ttl=self._ttl)
-            except CacheError:
-                stored = False
+            stored = False
+            # The engine replays a failed write as a delete once Redis is back (so no process
+            # keeps the old value): for a session that is a logout. Write only on a closed
+            # circuit; then only a write that is itself the first failure can still lose it.
+            if _circuit_closed(self.cache):
+                try:
+                    stored = await self.cache.aset(
+                        self.key_prefix + new_sid, encoded, ttl=self._ttl
+                    )
+                except CacheError:
+                    stored = False
             if not stored:  # leave the cookie alone: it still names what was stored before
                 log.warning("cachekit: session store unavailable, session changes not saved")
                 return None
@@ -300,6 +309,11 @@ def _outages(cache: Cache) -> int:
     """Failed plus skipped (circuit open) shared-layer calls so far."""
     redis = cache.stats()["layers"].get("redis")
     return int(redis["errors"]) + int(redis["skipped"]) if redis else 0
+
+
+def _circuit_closed(cache: Cache) -> bool:
+    """Whether the shared layer's breaker is closed (or there is no shared layer)."""
+    return cache.stats()["circuit"] in ("closed", "none")
 
 
 def _add_vary_cookie(headers: MutableHeaders) -> None:

@@ -33,10 +33,14 @@ from .models import Category, Product, SessionLocal, create_and_seed
 REDIS_URL = os.environ.get("REDIS_URL")  # e.g. redis://127.0.0.1:6379/0
 SECRET_KEY = os.environ.get("SHOP_SECRET_KEY", "example-shop-not-a-secret")
 SEED_PRODUCTS = int(os.environ.get("SHOP_PRODUCTS", "3000"))
+# How long L1 trusts a copy of a Redis entry (tests/faults shortens it so Redis sees traffic).
+L1_TTL = float(os.environ.get("SHOP_L1_TTL", "30"))
 
 # --- cachekit wiring ----------------------------------------------------------------------
 if REDIS_URL:
-    cache = Cache.from_url(REDIS_URL, namespace="fastapi_shop", secret_key=SECRET_KEY)
+    cache = Cache.from_url(
+        REDIS_URL, namespace="fastapi_shop", secret_key=SECRET_KEY, l1_ttl=L1_TTL
+    )
 else:
     cache = Cache(namespace="fastapi_shop")  # in-process only
 watch(SessionLocal, cache)  # a commit invalidates "products" and "products:<id>"

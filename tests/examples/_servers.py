@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,12 +21,16 @@ DJANGO_DIR = EXAMPLES / "django_shop"
 PRODUCTS = 200  # a small catalogue: seeding stays well under a second
 
 
-def shop_env(tmp_path: Path, redis_url: str | None) -> dict[str, str]:
+def shop_env(
+    tmp_path: Path, redis_url: str | None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The server's environment; ``extra`` adds knobs such as ``SHOP_L1_TTL``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))}
     env.update(SHOP_DB=str(tmp_path / "shop.sqlite3"), SHOP_PRODUCTS=str(PRODUCTS))
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
+    env.update(extra or {})
     return env
 
 
@@ -65,9 +69,12 @@ def _serve(
 
 
 @contextmanager
-def django_shop(tmp_path: Path, redis_url: str | None = None) -> Iterator[str]:
-    """Migrate, seed and ``runserver`` the Django shop; yields its base URL."""
-    env = shop_env(tmp_path, redis_url)
+def django_shop(
+    tmp_path: Path, redis_url: str | None = None, *, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Migrate, seed and ``runserver`` the Django shop; yields its base URL. The server's
+    output goes to ``tmp_path / "django.log"``."""
+    env = shop_env(tmp_path, redis_url, extra_env)
     manage = [sys.executable, "manage.py"]
     for command in (["migrate", "--noinput", "-v", "0"], ["seed_shop", "--count", str(PRODUCTS)]):
         subprocess.run([*manage, *command], cwd=DJANGO_DIR, env=env, check=True, timeout=60)
@@ -80,9 +87,12 @@ def django_shop(tmp_path: Path, redis_url: str | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def fastapi_shop(tmp_path: Path, redis_url: str | None = None) -> Iterator[str]:
-    """Run the FastAPI shop under uvicorn (it creates and seeds its tables at start-up)."""
-    env = shop_env(tmp_path, redis_url)
+def fastapi_shop(
+    tmp_path: Path, redis_url: str | None = None, *, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Run the FastAPI shop under uvicorn (it creates and seeds its tables at start-up); its
+    output goes to ``tmp_path / "fastapi.log"``."""
+    env = shop_env(tmp_path, redis_url, extra_env)
 
     def server(port: int) -> list[str]:
         uvicorn = [sys.executable, "-m", "uvicorn", "fastapi_shop.main:app"]

@@ -41,11 +41,13 @@ DATABASES = {
 
 # --- cachekit ---------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL")  # e.g. redis://127.0.0.1:6379/0
+# How long L1 trusts a copy of a Redis entry (tests/faults shortens it so Redis sees traffic).
+L1_TTL = float(os.environ.get("SHOP_L1_TTL", "30"))
 
 # The engine behind cache_view, {% cachefragment %} and `manage.py cachekit`.
 CACHEKIT = {
     "LAYERS": [
-        {"BACKEND": "memory", "MAXSIZE": 10_000, "TTL": 30},
+        {"BACKEND": "memory", "MAXSIZE": 10_000, "TTL": L1_TTL},
         *([{"BACKEND": "redis", "URL": REDIS_URL}] if REDIS_URL else []),
     ],
     "NAMESPACE": "django_shop",
