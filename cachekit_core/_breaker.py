@@ -22,6 +22,7 @@ class CircuitBreaker:
         self._open_until = 0.0  # 0.0 means closed: the hot path checks one attribute
         self._probe_started = 0.0
         self.opened = 0  # how many times it opened (a metric)
+        self.opened_at = 0.0  # wall-clock time it last opened (0: never)
 
     @property
     def state(self) -> str:
@@ -57,5 +58,6 @@ class CircuitBreaker:
             if timeout or self._failures >= self.threshold or self._probe_started:
                 if not self._open_until or self._probe_started:
                     self.opened += 1
+                    self.opened_at = time.time()
                 self._open_until = self._clock() + self.cooldown
                 self._probe_started = 0.0

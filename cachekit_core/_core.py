@@ -350,6 +350,9 @@ class CacheCore:
                 "skipped": shared.skipped,
                 "circuit": circuit,
                 "circuit_opened": shared.breaker.opened,
+                "circuit_opened_at": shared.breaker.opened_at,
+                "timeouts": shared.timeouts,
+                "slow_calls": shared.slow_calls,
                 "listening": shared.listening,
                 "pending_invalidations": len(shared.pending.tags)
                 + len(shared.pending.keys)

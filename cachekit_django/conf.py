@@ -130,7 +130,7 @@ class EngineSpec:
             memory = MemoryLayer(self.max_entries, ttl=None, max_bytes=self.max_bytes)
             return Cache([memory], namespace=self.namespace, secret_key=key)
         layers: list[MemoryLayer | RedisLayer] = [
-            RedisLayer(self.redis_url, **dict(self.redis_options))
+            _redis_layer(self.redis_url, dict(self.redis_options))
         ]
         if self.l1 and not strict:
             layers.insert(0, MemoryLayer(self.max_entries, self.l1_ttl, max_bytes=self.max_bytes))
@@ -138,6 +138,7 @@ class EngineSpec:
 
 
 _lock = threading.Lock()
+_breaker_lock = threading.Lock()
 _engines: dict[tuple[EngineSpec, bool, bytes], Cache] = {}
 _default: Cache | None = None
 
@@ -188,7 +189,21 @@ def _layer(spec: Any) -> MemoryLayer | RedisLayer:
     options = {_REDIS_OPTIONS[k]: v for k, v in spec.items() if k in _REDIS_OPTIONS}
     if "TAG_TTL" in spec:
         options["tag_ttl"] = spec["TAG_TTL"]
-    return RedisLayer(spec["URL"], **options)
+    return _redis_layer(spec["URL"], options)
+
+
+# One circuit breaker per Redis server and breaker settings for every engine this module
+# builds: the page cache, a CACHES entry and its strict session twin all learn of an outage
+# from the first timeout, so one request never waits out a timeout per engine.
+_breakers: dict[tuple[str, Any, Any], Any] = {}
+
+
+def _redis_layer(url: str, options: dict[str, Any]) -> RedisLayer:
+    layer = RedisLayer(url, **options)
+    key = (url, options.get("breaker_threshold"), options.get("breaker_cooldown"))
+    with _breaker_lock:
+        layer.breaker = _breakers.setdefault(key, layer.breaker)
+    return layer
 
 
 def build_cache(config: Mapping[str, Any]) -> Cache:
@@ -234,6 +249,8 @@ def _forget_all() -> list[Cache]:
     with _lock:
         engines = list(_engines.values())
         _engines.clear()
+        with _breaker_lock:
+            _breakers.clear()
         if _default is not None:
             engines.append(_default)
             _default = None

@@ -77,17 +77,22 @@ class AsyncRedisOps(RedisBase):
             if self.pending.any:
                 await self._apush_pending(client)
             spans = tracing.SPANS
+            started = time.monotonic()
             if spans is None or not operation:
                 result = await op(client)
             else:
                 with spans.redis(self, operation, batch):
                     result = await op(client)
+            elapsed = time.monotonic() - started
         except REDIS_ERRORS as exc:
             if lost is not None:
                 lost()
             self._failed(exc)
             return None
-        self.breaker.success()
+        if elapsed > self.slow_call and operation != "SCAN":  # clear() scans: slow by nature
+            self._slow(elapsed)
+        else:
+            self.breaker.success()
         return result
 
     async def _apush_pending(self, client: AsyncRedisClient) -> None:
@@ -120,6 +125,7 @@ class AsyncRedisOps(RedisBase):
 
         No Lua on the hot path: a script call costs several microseconds on its own, more
         than the rest of a hit. The caller checks that ``tag_keys`` are the entry's tags.
+        On asyncio, RedisLayer lets concurrent calls share a round trip (layers/_read_batch.py).
         """
 
         async def op(client: AsyncRedisClient) -> Row:

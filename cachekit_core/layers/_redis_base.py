@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # the redis extra is optional: RedisLayer() says how to insta
     import redis.asyncio
     from redis import Redis as SyncRedisClient
     from redis.asyncio import Redis as AsyncRedisClient
+
+    from ._read_batch import LoopReads
 
 __all__ = [
     "REDIS_ERRORS",
@@ -164,6 +167,7 @@ class RedisBase:
         max_connections: int | None = 64,
         breaker_threshold: int = 3,
         breaker_cooldown: float = 1.0,
+        slow_call: float | None = None,
         tag_ttl: int = 7 * 86400,
         cluster: bool = False,
         **redis_options: Any,
@@ -187,6 +191,12 @@ class RedisBase:
             **redis_options,
         }
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown)
+        # A call that succeeds but takes longer than this counts as a failure: a Redis that
+        # answers just under the timeout would otherwise slow every request without ever
+        # tripping the breaker (several round trips per request add up).
+        if slow_call is None and socket_timeout is not None:
+            slow_call = socket_timeout / 2
+        self.slow_call = slow_call if slow_call is not None else math.inf
         self.tag_ttl = tag_ttl
         self.raise_on_error = False
         self.keys: KeySpace | None = None
@@ -194,6 +204,8 @@ class RedisBase:
         self.hits = 0
         self.misses = 0
         self.errors = 0
+        self.timeouts = 0
+        self.slow_calls = 0
         self.skipped = 0
         self._last_log = 0.0
         self._client_obj: redis.Redis | None = None
@@ -201,6 +213,7 @@ class RedisBase:
         self._aclients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
         self._last_loop: asyncio.AbstractEventLoop | None = None
         self._last_aclient: redis.asyncio.Redis | None = None
+        self._loop_reads: dict[asyncio.AbstractEventLoop, LoopReads] = {}  # see _read_batch.py
         self._listener: threading.Thread | None = None
         self._listener_client: redis.Redis | None = None
         self._stop = threading.Event()
@@ -248,6 +261,21 @@ class RedisBase:
         return client
 
     # -- failure handling ----------------------------------------------------------------------
+    def _slow(self, seconds: float) -> None:
+        self.slow_calls += 1
+        self.breaker.failure()
+        now = time.monotonic()
+        if now - self._last_log > 10.0:
+            self._last_log = now
+            log.warning(
+                "cachekit: Redis answered in %.0f ms, over slow_call=%.0f ms (namespace=%s, "
+                "circuit=%s)",
+                seconds * 1000,
+                self.slow_call * 1000,
+                self.keys.namespace if self.keys else "?",
+                self.breaker.state,
+            )
+
     def _unavailable(self) -> None:
         self.skipped += 1
         if self.raise_on_error:
@@ -260,6 +288,7 @@ class RedisBase:
         # A server's answer is not an outage, but a cluster with uncovered slots is.
         if not isinstance(exc, rex.ResponseError) or isinstance(exc, rex.ClusterError):
             timeout = isinstance(exc, rex.TimeoutError | TimeoutError)
+            self.timeouts += timeout
             self.breaker.failure(timeout=timeout)
         now = time.monotonic()
         if now - self._last_log > 10.0:  # rate-limited: an outage is one line per 10 s

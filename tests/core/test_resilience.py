@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from cachekit_core import Cache, CacheUnavailable, MemoryLayer, RedisLayer
+from tests.support.latency_proxy import LatencyProxy
 from tests.support.redis_server import RedisServer, free_port
 
 TIMEOUT = 0.2  # socket_timeout of every cache under test
@@ -709,3 +710,34 @@ async def test_closing_during_a_freeze_is_bounded(
     finally:
         private_redis.thaw()
     assert elapsed < TIMEOUT + FROZEN_SLACK, f"close() took {elapsed:.3f}s"
+
+
+# -- 5. Slow but not dead ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_slow_redis_trips_the_breaker(
+    mode: str, private_redis: RedisServer, make_cache: MakeCache
+) -> None:
+    """Answers just under the timeout never fail a call, yet make every request slow: calls
+    slower than ``slow_call`` (socket_timeout / 2 by default) count as failures."""
+    run = Runner(mode, "slow")
+    with LatencyProxy(private_redis.port) as proxy:
+        cache = make_cache(proxy.url, l1=False)
+        assert cache.layers[0].slow_call == TIMEOUT / 2  # type: ignore[union-attr]
+        await run(cache, "set", "k", "v", ttl=60)
+        proxy.delay = 0.06  # each way: a 120 ms round trip, within the 200 ms timeout
+        for _ in range(3):
+            assert await run(cache, "get", "k") == "v"  # slow, but right
+        stats = redis_stats(cache)
+        assert (stats["circuit"], stats["slow_calls"], stats["timeouts"]) == ("open", 3, 0)
+        assert abs(stats["circuit_opened_at"] - time.time()) < 5
+        assert await run(cache, "get", "k") is None  # skipped while open
+        assert run.last < FAST
+        proxy.delay = 0.0
+
+        async def healthy() -> bool:
+            return bool(await run(cache, "get", "k") == "v")
+
+        await eventually(healthy, COOLDOWN + 2.0, "healthy again: Redis is used")
+        assert redis_stats(cache)["circuit"] == "closed"

@@ -220,3 +220,35 @@ async def test_async_load_during_an_outage_keeps_the_key(
     await during.aset("cart", [1])
     await during.asave()  # skipped, not raised
     assert during.session_key == key
+
+
+def test_one_timeout_per_request_across_engines(private_redis: RedisServer) -> None:
+    """The page cache (CACHEKIT), CACHES and the sessions' strict twin share one breaker per
+    Redis: a request that meets a frozen Redis in all three waits one timeout, not three."""
+    from cachekit_django import conf
+
+    options = {"SOCKET_TIMEOUT": 0.2, "BREAKER_COOLDOWN": 5}
+    caches_setting = {
+        "default": {"BACKEND": BACKEND, "LOCATION": private_redis.url, "OPTIONS": options}
+    }
+    layers = [{"BACKEND": "redis", "URL": private_redis.url, "SOCKET_TIMEOUT": 0.2}]
+    layers[0]["BREAKER_COOLDOWN"] = 5
+    with override_settings(CACHES=caches_setting, CACHEKIT={"LAYERS": layers}):
+        page_engine = conf.get_cache()
+        default = caches["default"]
+        assert isinstance(default, CachekitCache)
+        session_ops = default.strict
+        for engine in (page_engine, default.engine, session_ops.engine):
+            engine.get("warm")  # connections open, breakers closed
+        private_redis.freeze()
+        try:
+            started = time.monotonic()
+            assert page_engine.get("page") is None  # meets the hung server: one timeout
+            assert default.get("fragment") is None  # breaker already open: skipped
+            with pytest.raises(CacheUnavailable):
+                session_ops.get("session")  # strict: says "unreachable" at once
+            took = time.monotonic() - started
+        finally:
+            private_redis.thaw()
+        assert 0.18 < took < 0.35, took
+        conf.close_all()

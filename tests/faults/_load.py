@@ -57,7 +57,8 @@ class Stat:
     sent: float
     received: float
     circuit: str
-    opened: int  # how many times the breaker opened so far (a counter, not a time)
+    opened: int  # how many times the breaker opened so far
+    opened_at: float  # wall-clock time (time.time()) it last opened, 0.0 if never
     hits: int  # the redis layer's
     misses: int
     errors: int
@@ -308,6 +309,7 @@ class Load:
                         received,
                         str(stats["circuit"]),
                         int(redis["circuit_opened"]),
+                        float(redis["circuit_opened_at"]),
                         int(redis["hits"]),
                         int(redis["misses"]),
                         int(redis["errors"]),
