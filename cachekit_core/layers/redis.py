@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from .._async.redis_io import AsyncRedisOps
 from .._sync.redis_io import SyncRedisOps
+from ._read_batch import BatchedReads
 
 
-class RedisLayer(SyncRedisOps, AsyncRedisOps):
+class RedisLayer(SyncRedisOps, BatchedReads):
     """``RedisLayer(url, socket_timeout=0.25, ...)``: no I/O until first use.
 
     Every call is bounded by ``socket_timeout`` and goes through a circuit breaker: after
     ``breaker_threshold`` failures (or one timeout) the layer is skipped for
     ``breaker_cooldown`` seconds, then probed again. Extra keywords go to redis-py.
+    Concurrent asyncio reads share round trips (``_read_batch.py``); sync reads go alone.
     """
 
     def on_resubscribe(self) -> None:
