@@ -144,6 +144,9 @@ class Topology:
             return cast("redis.Redis", master)
         import redis
 
+        if options.get("max_connections"):
+            pool = redis.BlockingConnectionPool.from_url(self.url, **_blocking(options))
+            return redis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         return redis.Redis.from_url(self.url, **options)
 
     def async_client(self, options: dict[str, Any]) -> redis.asyncio.Redis:
@@ -167,6 +170,9 @@ class Topology:
             return cast("redis.asyncio.Redis", master)
         import redis.asyncio
 
+        if options.get("max_connections"):
+            apool = redis.asyncio.BlockingConnectionPool.from_url(self.url, **_blocking(options))
+            return redis.asyncio.Redis.from_pool(apool)
         return redis.asyncio.Redis.from_url(self.url, **options)
 
     def close(self, client: redis.Redis) -> None:
@@ -195,6 +201,13 @@ def redact_url(url: str) -> str:
     netloc, slash, path = rest.partition("/")
     path = _QUERY_SECRET.sub(r"\1***", path)
     return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+def _blocking(options: dict[str, Any]) -> dict[str, Any]:
+    # A burst beyond max_connections waits (at most a socket timeout) for a free connection
+    # instead of failing at once: redis-py's default pool raises, which counted as an outage
+    # and opened the breaker under plain load.
+    return {**options, "timeout": options.get("socket_timeout")}
 
 
 def _sentinels_of(client: Any) -> list[Any]:

@@ -741,3 +741,43 @@ async def test_slow_redis_trips_the_breaker(
 
         await eventually(healthy, COOLDOWN + 2.0, "healthy again: Redis is used")
         assert redis_stats(cache)["circuit"] == "closed"
+
+
+# -- 6. Bursts beyond the connection pool -------------------------------------------------------
+
+
+async def test_a_burst_beyond_max_connections_waits_for_a_connection(redis_url: str) -> None:
+    """Writes are not batched: 200 at once on 8 connections queue for one (redis-py's default
+    pool would raise at the 9th, counted as an outage, opening the breaker)."""
+    cache = Cache.from_url(redis_url, l1=False, max_connections=8, socket_timeout=2.0)
+    try:
+        await asyncio.gather(*(cache.aset(f"k{i}", i, ttl=60) for i in range(200)))
+        values = await asyncio.gather(*(cache.aget_or_set(f"k{i}", lambda: -1) for i in range(200)))
+        assert values == list(range(200))
+        stats = redis_stats(cache)
+        assert (stats["errors"], stats["circuit"]) == (0, "closed")
+    finally:
+        await cache.aclose()
+        cache.close()
+
+
+def test_threads_beyond_max_connections_wait_for_a_connection(redis_url: str) -> None:
+    cache = Cache.from_url(redis_url, l1=False, max_connections=2, socket_timeout=2.0)
+    start = threading.Barrier(16)
+
+    def work(i: int) -> None:
+        start.wait()
+        for j in range(20):
+            cache.set(f"t{i}:{j}", j, ttl=60)
+            assert cache.get(f"t{i}:{j}") == j
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        stats = redis_stats(cache)
+        assert (stats["errors"], stats["circuit"]) == (0, "closed")
+    finally:
+        cache.close()
