@@ -1,9 +1,8 @@
 """OpenTelemetry spans for loader calls and Redis round trips.
 
 On whenever opentelemetry-api is importable (``pip install 'cachekit-web[otel]'``); nothing to
-configure in cachekit. Spans go to the global tracer provider, looked up on first use, so an
-app may install its SDK before or after importing cachekit. Without an SDK, the API's no-op
-tracer makes each span a cheap non-recording one.
+configure in cachekit. Spans go to the global tracer provider, so an app may install its SDK
+before or after importing cachekit (see ``Spans.on``); without one, no spans are made at all.
 
 - ``cachekit.load`` (INTERNAL): one loader call, current while it runs so the loader's own
   spans (database queries, HTTP calls) nest under it.
@@ -22,6 +21,7 @@ the cost without OpenTelemetry is that one check. Setting it to None turns traci
 
 from __future__ import annotations
 
+import time
 from contextlib import suppress
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -47,17 +47,43 @@ except ImportError:  # the otel extra is not installed: SPANS stays None
     otel_trace = None  # type: ignore[assignment]
 
 TRACER_NAME = "cachekit"
+RECHECK_SECONDS = 1.0
 
 
 class Spans:
     """Starts cachekit's spans on the global tracer provider's ``cachekit`` tracer."""
 
-    __slots__ = ("_attributes", "_tracer")
+    __slots__ = ("_attributes", "_recheck_at", "_sdk", "_tracer")
 
     def __init__(self) -> None:
         self._tracer: Tracer | None = None
+        self._sdk = False
+        self._recheck_at = 0.0
         # Per (url, namespace, operation): the fixed attributes of a Redis span, built once.
         self._attributes: dict[tuple[str, str, str], dict[str, AttributeValue]] = {}
+
+    def on(self) -> bool:
+        """Whether an SDK (a real tracer provider) is installed.
+
+        Without one every span would be the API's no-op span, which still costs several
+        microseconds of CPU per Redis call (measured: about 10 % of an L2 hit here). So until
+        a provider is installed cachekit makes no spans, and looks again at most once a
+        second: an SDK configured after start-up is picked up within a second (at once after
+        ``recheck()``). The global provider can be set only once, so once on, always on.
+        """
+        if self._sdk:
+            return True
+        now = time.monotonic()
+        if now < self._recheck_at:
+            return False
+        self._recheck_at = now + RECHECK_SECONDS
+        provider = otel_trace.get_tracer_provider()
+        self._sdk = not isinstance(provider, otel_trace.ProxyTracerProvider)
+        return self._sdk
+
+    def recheck(self) -> None:
+        """Look for a tracer provider on the next call (after configuring the SDK late)."""
+        self._recheck_at = 0.0
 
     def _resolve(self) -> Tracer:
         from . import __version__  # the package imports this module: look it up late

@@ -416,7 +416,7 @@ class AsyncCacheOps(CacheCore):
         started = time.perf_counter()
         try:
             spans = tracing.SPANS
-            if spans is None:
+            if spans is None or not spans.on():
                 value = await async_call(loader)
             else:
                 with spans.load(self.namespace):  # current: the loader's own spans nest in it

@@ -78,7 +78,7 @@ class AsyncRedisOps(RedisBase):
                 await self._apush_pending(client)
             spans = tracing.SPANS
             started = time.monotonic()
-            if spans is None or not operation:
+            if spans is None or not operation or not spans.on():
                 result = await op(client)
             else:
                 with spans.redis(self, operation, batch):

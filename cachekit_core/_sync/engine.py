@@ -413,7 +413,7 @@ class SyncCacheOps(CacheCore):
         started = time.perf_counter()
         try:
             spans = tracing.SPANS
-            if spans is None:
+            if spans is None or not spans.on():
                 value = sync_call(loader)
             else:
                 with spans.load(self.namespace):  # current: the loader's own spans nest in it

@@ -79,7 +79,7 @@ class SyncRedisOps(RedisBase):
                 self._push_pending(client)
             spans = tracing.SPANS
             started = time.monotonic()
-            if spans is None or not operation:
+            if spans is None or not operation or not spans.on():
                 result = op(client)
             else:
                 with spans.redis(self, operation, batch):

@@ -45,6 +45,9 @@ class RoundTrips:
     def load(self, namespace: str) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
 
+    def on(self) -> bool:
+        return True
+
 
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:

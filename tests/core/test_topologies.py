@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -256,9 +257,11 @@ def test_cluster_write_behind_delivers_everything(cluster_url: str) -> None:
 
 
 def test_cluster_node_loss_fails_open_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
-    cluster = RedisClusterNodes().start()
-    cache = Cache.from_url(cluster.url, namespace="cl", socket_timeout=0.2, l1=False)
-    try:
+    with ExitStack() as stack:
+        cluster = RedisClusterNodes().start()
+        stack.callback(cluster.close)
+        cache = Cache.from_url(cluster.url, namespace="cl", socket_timeout=0.2, l1=False)
+        stack.callback(cache.close)
         keys = [f"k{i}" for i in range(30)]
         for key in keys:
             cache.set(key, key)
@@ -273,9 +276,6 @@ def test_cluster_node_loss_fails_open_and_recovers(caplog: pytest.LogCaptureFixt
         victim.start()  # same port and node file: it rejoins with its slots
         wait_until(cluster._ready, timeout=20)
         wait_until(lambda: cache.set("after", 1) and cache.get("after") == 1, timeout=10)
-    finally:
-        cache.close()
-        cluster.close()
 
 
 # -- Sentinel ----------------------------------------------------------------------------------

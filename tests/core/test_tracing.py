@@ -65,6 +65,8 @@ def otel() -> tuple[Gate, InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     assert trace.get_tracer_provider() is provider, "another test set the global provider"
+    assert tracing.SPANS is not None
+    tracing.SPANS.recheck()  # earlier tests ran without a provider: look again now
     return gate, exporter
 
 
@@ -399,7 +401,8 @@ def test_api_without_sdk_then_sdk_configured_late(redis_url: str) -> None:
             pass
         assert seen == [False]
 
-        # The app installs its SDK only now, after cachekit made spans: they start recording.
+        # The app installs its SDK only now, after cachekit ran without one: spans start
+        # within a second, or at once after recheck().
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -407,6 +410,7 @@ def test_api_without_sdk_then_sdk_configured_late(redis_url: str) -> None:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
+        tracing.SPANS.recheck()
         assert cache.get_or_set("k2", loader) == 1
         assert seen == [False, True]
         print(sorted({s.name for s in exporter.get_finished_spans()}))

@@ -44,15 +44,19 @@ class RedisClusterNodes:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> RedisClusterNodes:
-        for node in self.nodes:
-            node.start()
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0",
-             "--cluster-yes"],
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
-        _wait(self._ready, "cluster_state:ok on every node")
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                 "--cluster-yes"],
+                capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            _wait(self._ready, "cluster_state:ok on every node")
+        except BaseException:
+            self.close()  # never leave half a cluster running
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -97,6 +101,13 @@ class RedisSentinelSet:
         return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.SERVICE}/0"
 
     def start(self) -> RedisSentinelSet:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> RedisSentinelSet:
         self.master.start()
         self.replica.start()
         _wait(
