@@ -214,6 +214,7 @@ class RedisBase:
         self._last_loop: asyncio.AbstractEventLoop | None = None
         self._last_aclient: redis.asyncio.Redis | None = None
         self._loop_reads: dict[asyncio.AbstractEventLoop, LoopReads] = {}  # see _read_batch.py
+        self._loop_permits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}  # _async_limit
         self._listener: threading.Thread | None = None
         self._listener_client: redis.Redis | None = None
         self._stop = threading.Event()

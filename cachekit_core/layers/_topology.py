@@ -170,9 +170,8 @@ class Topology:
             return cast("redis.asyncio.Redis", master)
         import redis.asyncio
 
-        if options.get("max_connections"):
-            apool = redis.asyncio.BlockingConnectionPool.from_url(self.url, **_blocking(options))
-            return redis.asyncio.Redis.from_pool(apool)
+        # max_connections is enforced in front of the pool (see _async_limit.py): its
+        # blocking variant would cost a task and a timeout per command.
         return redis.asyncio.Redis.from_url(self.url, **options)
 
     def close(self, client: redis.Redis) -> None:
@@ -204,9 +203,9 @@ def redact_url(url: str) -> str:
 
 
 def _blocking(options: dict[str, Any]) -> dict[str, Any]:
-    # A burst beyond max_connections waits (at most a socket timeout) for a free connection
-    # instead of failing at once: redis-py's default pool raises, which counted as an outage
-    # and opened the breaker under plain load.
+    # Sync clients: a burst beyond max_connections waits (at most a socket timeout) for a
+    # free connection instead of failing at once: redis-py's default pool raises, which
+    # counted as an outage and opened the breaker under plain load.
     return {**options, "timeout": options.get("socket_timeout")}
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from .._sync.redis_io import SyncRedisOps
+from ._async_limit import ConnectionLimit
 from ._read_batch import BatchedReads
 
 
-class RedisLayer(SyncRedisOps, BatchedReads):
+class RedisLayer(SyncRedisOps, BatchedReads, ConnectionLimit):
     """``RedisLayer(url, socket_timeout=0.25, ...)``: no I/O until first use.
 
     Every call is bounded by ``socket_timeout`` and goes through a circuit breaker: after
