@@ -154,3 +154,10 @@ class Cache(SyncCacheOps, AsyncCacheOps):
     def __repr__(self) -> str:
         names = "+".join(layer.name for layer in self.layers)
         return f"<Cache namespace={self.namespace!r} layers={names}>"
+
+
+# Every keyword from_url keeps for itself (Cache()'s and its own): the rest goes to redis-py,
+# whose typo check (layers/_topology.py) suggests these too.
+FROM_URL_KEYWORDS = _CACHE_OPTIONS | (
+    frozenset(inspect.signature(Cache.from_url).parameters) - {"url", "options"}
+)

@@ -91,10 +91,10 @@ def tag_keys_of(blob: bytes, tag_prefix: str) -> list[str] | None:
     [] when there are none (or no header: the decoder rejects such a blob later); None when
     the header names anything but tag keys of ``tag_prefix``, which must never be read.
     """
-    if len(blob) < HEADER.size or blob[:2] != MAGIC:
+    if len(blob) < HEADER.size:
         return []
-    taglen = int.from_bytes(blob[4:6], "big")
-    if not taglen:
+    magic, _, _, taglen = HEADER.unpack_from(blob)
+    if magic != MAGIC or not taglen:
         return []
     text = blob[HEADER.size : HEADER.size + taglen].decode("utf-8", "replace")
     keys = [k for k in text.split("\n") if k]

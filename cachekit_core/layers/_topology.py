@@ -14,6 +14,7 @@ timeout, not seconds of backoff; the circuit breaker decides when to try again.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import re
 from collections.abc import Mapping
@@ -30,12 +31,8 @@ if TYPE_CHECKING:
 Kind = Literal["standalone", "cluster", "sentinel"]
 
 _PLAIN = ("redis", "rediss", "unix")
-# Cache() keywords, for the hint when one is misspelt into Cache.from_url.
-_CACHE_WORDS = ("namespace", "default_ttl", "secret_key", "serializer", "l1_maxsize", "l1_ttl")
 # Secrets redis-py reads from a URL's query string.
 _QUERY_SECRET = re.compile(r"((?:^|[?&;])(?:ssl_)?password=)[^&;#]*", re.IGNORECASE)
-# Options the asyncio RedisCluster does not take (it has no **kwargs to ignore them in).
-_ASYNC_CLUSTER_DROPS = ("retry_on_timeout",)
 
 
 @dataclass(frozen=True)
@@ -74,18 +71,13 @@ class Topology:
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Refuse keywords redis-py would only reject on first use (in the listener thread
         too, where nobody would see it): typos must fail at start-up."""
-        import redis
-
-        known = set(inspect.signature(redis.Redis.__init__).parameters)
-        if self.kind == "cluster":
-            from redis.cluster import RedisCluster
-
-            known |= set(inspect.signature(RedisCluster.__init__).parameters)
-        elif self.kind == "sentinel":
-            known.add("sentinel_kwargs")
+        known = _known_options(self.kind)
         for name in options:
-            if name not in known or name in ("self", "kwargs", "url"):
-                hint = difflib.get_close_matches(name, [*known, *_CACHE_WORDS], n=1)
+            if name not in known:
+                # Cache.from_url hands on what is not its own: the typo may be one of those.
+                from ..cache import FROM_URL_KEYWORDS  # late: cache.py imports this module
+
+                hint = difflib.get_close_matches(name, [*known, *FROM_URL_KEYWORDS], n=1)
                 raise ConfigurationError(
                     f"RedisLayer: unknown option {name!r}"
                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
@@ -153,13 +145,12 @@ class Topology:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        options = {**options, "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
-        if self.kind == "cluster":
+        options = {**options, "retry": Retry(NoBackoff(), 0)}
+        if self.kind == "cluster":  # the asyncio RedisCluster takes no retry_on_timeout
             from redis.asyncio.cluster import RedisCluster
 
-            for name in _ASYNC_CLUSTER_DROPS:
-                options.pop(name, None)
             return cast("redis.asyncio.Redis", RedisCluster.from_url(self.url, **options))
+        options["retry_on_timeout"] = False
         if self.kind == "sentinel":
             import redis.asyncio.sentinel
 
@@ -200,6 +191,21 @@ def redact_url(url: str) -> str:
     netloc, slash, path = rest.partition("/")
     path = _QUERY_SECRET.sub(r"\1***", path)
     return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+@functools.cache
+def _known_options(kind: Kind) -> frozenset[str]:
+    """The keywords redis-py's client for ``kind`` takes (read once per kind)."""
+    import redis
+
+    known = set(inspect.signature(redis.Redis.__init__).parameters)
+    if kind == "cluster":
+        from redis.cluster import RedisCluster
+
+        known |= set(inspect.signature(RedisCluster.__init__).parameters)
+    elif kind == "sentinel":
+        known.add("sentinel_kwargs")
+    return frozenset(known - {"self", "kwargs", "url"})
 
 
 def _blocking(options: dict[str, Any]) -> dict[str, Any]:
