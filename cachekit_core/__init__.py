@@ -1,5 +1,6 @@
 """cachekit's engine: a layered cache (in-process L1, Redis L2) for Python web apps."""
 
+from ._version import __version__
 from .cache import Cache
 from .entry import Entry
 from .exceptions import (
@@ -11,6 +12,7 @@ from .exceptions import (
 from .layers import MemoryLayer, RedisLayer
 from .metrics import register_metrics
 from .policy import Policy
+from .results import Read, ReadStatus, TagSnapshot
 from .writes import WriteBehind
 
 __all__ = [
@@ -21,9 +23,12 @@ __all__ = [
     "Entry",
     "MemoryLayer",
     "Policy",
+    "Read",
+    "ReadStatus",
     "RedisLayer",
     "SerializationError",
+    "TagSnapshot",
     "WriteBehind",
+    "__version__",
     "register_metrics",
 ]
-__version__ = "0.1.0"

@@ -19,23 +19,23 @@ class CircuitBreaker:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures = 0
-        self._open_until = 0.0  # 0.0 means closed: the hot path checks one attribute
+        self.open_until = 0.0  # 0.0 means closed: hot paths check this one attribute
         self._probe_started = 0.0
         self.opened = 0  # how many times it opened (a metric)
         self.opened_at = 0.0  # wall-clock time it last opened (0: never)
 
     @property
     def state(self) -> str:
-        if not self._open_until:
+        if not self.open_until:
             return "closed"
-        return "open" if self._clock() < self._open_until else "half-open"
+        return "open" if self._clock() < self.open_until else "half-open"
 
     def allow(self) -> bool:
         """Whether a call may go to the layer now (one probe at a time once the cooldown ends)."""
-        if not self._open_until:
+        if not self.open_until:
             return True
         now = self._clock()
-        if now < self._open_until:
+        if now < self.open_until:
             return False
         with self._lock:
             # A probe that never reported back (its thread died) is replaced after a cooldown.
@@ -45,10 +45,10 @@ class CircuitBreaker:
             return True
 
     def success(self) -> None:
-        if self._failures or self._open_until:
+        if self._failures or self.open_until:
             with self._lock:
                 self._failures = 0
-                self._open_until = 0.0
+                self.open_until = 0.0
                 self._probe_started = 0.0
 
     def failure(self, *, timeout: bool = False) -> None:
@@ -56,8 +56,8 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             if timeout or self._failures >= self.threshold or self._probe_started:
-                if not self._open_until or self._probe_started:
+                if not self.open_until or self._probe_started:
                     self.opened += 1
                     self.opened_at = time.time()
-                self._open_until = self._clock() + self.cooldown
+                self.open_until = self._clock() + self.cooldown
                 self._probe_started = 0.0

@@ -64,6 +64,9 @@ class SyncFlights:
                 return True, flight
             return False, flight
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._flights
+
     def finish(
         self, key: str, flight: SyncFlight, value: Any = None, error: BaseException | None = None
     ) -> None:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import ConfigurationError
 from .policy import Policy
+from .templates import TagSpec as TagSpec
+from .templates import check_template, compile_tags, indexed
 
 if TYPE_CHECKING:
-    from .cache import Cache
-
-TagSpec = Iterable[str] | Callable[..., Iterable[str]]
+    from .engine import Engine
 
 
 class _Binder:
@@ -52,7 +50,7 @@ def _key_builder(
             return prefix + repr(tuple(binder(args, kwargs).values()))
 
         return default_key, None
-    fields = _check_fields(func, template, binder)
+    fields = check_template(template, binder.names)
     fmt = template.format_map
 
     def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -60,60 +58,19 @@ def _key_builder(
 
     if fields is None or not binder.plain:
         return key_of, None
-    parts = []
-    for literal, field, _, _ in string.Formatter().parse(template):
-        parts.append(literal.replace("{", "{{").replace("}", "}}"))
-        if field is not None:
-            parts.append(f"{{0[{binder.names.index(field)}]}}")
-    return key_of, "".join(parts).format
+    return key_of, indexed(template, lambda _, field: f"0[{binder.names.index(field)}]").format
 
 
 def _tags_builder(
-    func: Callable[..., Any], tags: TagSpec, binder: _Binder
+    tags: TagSpec, binder: _Binder
 ) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]:
-    if callable(tags):
-        tag_fn = tags
-        wanted = _accepted_names(tag_fn)
-
-        def call_tags(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
-            bound = binder(args, kwargs)
-            chosen = bound if wanted is None else {k: bound[k] for k in wanted if k in bound}
-            return tuple(tag_fn(**chosen))
-
-        return call_tags
-    templates = tuple(tags)
-    if isinstance(tags, str):
-        raise ConfigurationError("tags= takes a list of templates, not a single string")
-    for template in templates:
-        _check_fields(func, template, binder)
-    if not any("{" in t for t in templates):
-        return lambda args, kwargs: templates
-    return lambda args, kwargs: tuple(t.format_map(binder(args, kwargs)) for t in templates)
-
-
-def _accepted_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return tuple(p.name for p in params)
-
-
-def _check_fields(func: Callable[..., Any], template: str, binder: _Binder) -> list[str] | None:
-    """Validate the template's fields; return them if all are bare parameter names."""
-    fields: list[str] = []
-    simple = True
-    for _, field, spec, conversion in string.Formatter().parse(template):
-        if field is None:
-            continue
-        name = field.split(".")[0].split("[")[0]
-        if name not in binder.names:
-            raise ConfigurationError(
-                f"template {template!r} of {func.__qualname__} names {{{name}}}, "
-                f"which is not a parameter (parameters: {', '.join(binder.names)})"
-            )
-        simple = simple and name == field and not spec and not conversion
-        fields.append(name)
-    return fields if simple else None
+    """``tags=`` compiled by ``templates.compile_tags``, taking a call's ``(args, kwargs)``
+    (bound only when the tags depend on them: this runs on every miss)."""
+    compiled = compile_tags(tags, binder.names)
+    if isinstance(compiled, tuple):
+        return lambda args, kwargs: compiled
+    make = compiled
+    return lambda args, kwargs: make(binder(args, kwargs))
 
 
 _WRAPPER_TEMPLATE = """
@@ -165,16 +122,9 @@ def _make_wrapper(
         if template is None:
             prefix = f"{func.__module__}.{func.__qualname__}:"
             form = {"key_expr": f"{prefix!r} + repr({args_tuple})"}
-        elif _check_fields(func, template, binder) is not None:
-            parts: list[str] = []
-            used: list[str] = []
-            for literal, field, _, _ in string.Formatter().parse(template):
-                parts.append(literal.replace("{", "{{").replace("}", "}}"))
-                if field is not None:
-                    parts.append(f"{{{len(used)}}}")
-                    used.append(field)
-            namespace["_ck_fmt"] = "".join(parts).format
-            form = {"key_expr": f"_ck_fmt({', '.join(used)})"}
+        elif (fields := check_template(template, binder.names)) is not None:
+            namespace["_ck_fmt"] = indexed(template, lambda i, _: str(i)).format
+            form = {"key_expr": f"_ck_fmt({', '.join(fields)})"}
     defaults: dict[str, Any] = {}
     if form is None:
         form = _GENERIC
@@ -201,7 +151,7 @@ def _make_wrapper(
 
 
 def cached(
-    cache: Cache,
+    cache: Engine,
     *,
     ttl: float | None,
     key: str | None,
@@ -217,9 +167,9 @@ def cached(
         # arity -1 never matches len(args): calls then always take make_key.
         arity = len(binder.names) if fast_key is not None else -1
         fast: Callable[..., str] = fast_key or make_key
-        make_tags = _tags_builder(func, tags, binder)
-        clock = cache._clock
-        local = cache._local
+        make_tags = _tags_builder(tags, binder)
+        clock = cache.clock
+        local = cache.local
         # Early refresh needs the entry's age on every hit: it takes the full path, as does a
         # cache without L1 (an empty dict makes every hot-path lookup miss).
         data: Any = local.data if local is not None and early_refresh is None else {}
@@ -234,8 +184,8 @@ def cached(
             "_ck_data": data,
             "_ck_clock": clock,
             "_ck_local": local,
-            "_ck_current": cache._tags_current,
-            "_ck_resolve": cache._aresolve if is_async else cache._resolve,
+            "_ck_current": cache.tags_current,
+            "_ck_resolve": cache.aresolve if is_async else cache.resolve,
             "_ck_key": make_key,
             "_ck_policy": policy,
             "_ck_func": func,

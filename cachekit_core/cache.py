@@ -6,20 +6,21 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
-from ._async.engine import AsyncCacheOps
-from ._core import CacheCore
 from ._decorator import TagSpec, cached
-from ._sync.engine import SyncCacheOps
+from .engine import Engine
+from .engine._core import EngineCore
+from .layers.base import LocalLayer, SharedLayer
 from .layers.memory import MemoryLayer
 from .layers.redis import RedisLayer
+from .layers.topology import Topology
 from .writes import FlushFn, WriteBehind, awrite_through, write_through
 
 # Keywords of Cache() itself; from_url hands every other keyword to RedisLayer (and from there
 # to redis-py: ssl_ca_certs, username, health_check_interval, ...).
-_CACHE_OPTIONS = frozenset(inspect.signature(CacheCore.__init__).parameters) - {"self", "layers"}
+_CACHE_OPTIONS = frozenset(inspect.signature(EngineCore.__init__).parameters) - {"self", "layers"}
 
 
-class Cache(SyncCacheOps, AsyncCacheOps):
+class Cache(Engine):
     """A layered cache. ``Cache()`` keeps everything in process; see ``from_url`` for Redis.
 
     Every operation has an awaitable twin prefixed with ``a`` (``get`` / ``aget``).
@@ -39,8 +40,13 @@ class Cache(SyncCacheOps, AsyncCacheOps):
         """An in-process L1 in front of Redis L2 at ``url``. Keywords of ``Cache()`` go there;
         the rest to ``RedisLayer`` (``socket_timeout``, ``cluster``, ``ssl_ca_certs``, ...)."""
         redis_options = {k: options.pop(k) for k in list(options) if k not in _CACHE_OPTIONS}
+        # A misspelt keyword may be one of ours: offer those as hints too.
+        Topology.parse(url, cluster=redis_options.get("cluster", False)).check_options(
+            {k: v for k, v in redis_options.items() if k not in _LAYER_OPTIONS},
+            also=FROM_URL_KEYWORDS | _LAYER_OPTIONS,
+        )
         redis = RedisLayer(url, **redis_options)
-        layers: list[MemoryLayer | RedisLayer] = [redis]
+        layers: list[LocalLayer | SharedLayer] = [redis]
         if l1:
             layers.insert(0, MemoryLayer(l1_maxsize, ttl=l1_ttl))
         return cls(layers, **options)
@@ -121,24 +127,6 @@ class Cache(SyncCacheOps, AsyncCacheOps):
             max_retry_delay=max_retry_delay,
         )
 
-    def close(self) -> None:
-        """Stop background work and close sync connections."""
-        if self._executor is not None:
-            # Wait for refreshes already running: one finishing later would fill L1 and
-            # restart the listener of a closed cache.
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        if self._shared is not None:
-            self._shared.close()
-
-    async def aclose(self) -> None:
-        """Close the connections of the running event loop and stop background work."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._shared is not None:
-            await self._shared.aclose()
-        self.close()
-
     def __enter__(self) -> Self:
         return self
 
@@ -156,8 +144,13 @@ class Cache(SyncCacheOps, AsyncCacheOps):
         return f"<Cache namespace={self.namespace!r} layers={names}>"
 
 
-# Every keyword from_url keeps for itself (Cache()'s and its own): the rest goes to redis-py,
-# whose typo check (layers/_topology.py) suggests these too.
+# Every keyword from_url keeps for itself (Cache()'s and its own), and RedisLayer's: the rest
+# goes to redis-py, whose typo check (layers/topology.py) suggests these too.
 FROM_URL_KEYWORDS = _CACHE_OPTIONS | (
     frozenset(inspect.signature(Cache.from_url).parameters) - {"url", "options"}
 )
+_LAYER_OPTIONS = frozenset(inspect.signature(RedisLayer.__init__).parameters) - {
+    "self",
+    "url",
+    "redis_options",
+}

@@ -1,4 +1,4 @@
-"""Sans-I/O HTTP caching rules shared by the Django and ASGI adapters (HTTP-RULES.md).
+"""Sans-I/O HTTP caching rules shared by Django and ASGI adapters (rule ids: docs/HTTP-RULES.md).
 
 Everything here is a pure function over plain data: headers are ``Sequence[tuple[str, str]]``
 (ordered, names in any case, repeated names allowed, values decoded as latin-1). Nothing does

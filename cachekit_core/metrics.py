@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector, CollectorRegistry
 
-    from ._core import CacheCore
+    from .engine import Engine
 
 __all__ = ["CIRCUIT_STATES", "CacheCollector", "register_metrics"]
 
@@ -68,9 +68,12 @@ class CacheCollector:
 
     def __init__(self) -> None:
         # Weak: registering metrics must not keep a closed cache (and its pools) alive.
-        self._caches: weakref.WeakValueDictionary[str, CacheCore] = weakref.WeakValueDictionary()
+        self._caches: weakref.WeakValueDictionary[str, Engine] = weakref.WeakValueDictionary()
 
-    def add(self, cache: CacheCore) -> None:
+    def holds(self, cache: Engine) -> bool:
+        return self._caches.get(cache.namespace) is cache
+
+    def add(self, cache: Engine) -> None:
         current = self._caches.get(cache.namespace)
         if current is not None and current is not cache:
             raise ConfigurationError(
@@ -132,7 +135,7 @@ def _families(all_stats: list[dict[str, Any]]) -> list[Metric]:
     return [hits, misses, entries, *(f for f, _ in counters), skipped, state, opens, pending]
 
 
-def register_metrics(cache: CacheCore, registry: CollectorRegistry | None = None) -> CacheCollector:
+def register_metrics(cache: Engine, registry: CollectorRegistry | None = None) -> CacheCollector:
     """Export ``cache``'s counters to Prometheus (``registry`` defaults to the global one).
 
     Calling it again for the same cache is a no-op; caches sharing a registry need distinct
@@ -159,7 +162,7 @@ def register_metrics(cache: CacheCore, registry: CollectorRegistry | None = None
                 ["namespace", "outcome"],
                 registry=target,
             )
-        already = collector._caches.get(cache.namespace) is cache
+        already = collector.holds(cache)
         collector.add(cache)
         if not already:
             histogram = _LOADER_HISTOGRAMS[target]

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import time
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+
+from ._version import __version__
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
     from opentelemetry.util.types import AttributeValue
 
-    from .layers._redis_base import RedisBase
+    from .keys import KeySpace
+    from .layers.topology import Topology
 
 __all__ = ["SPANS", "Spans"]
 
@@ -47,6 +50,18 @@ except ImportError:  # the otel extra is not installed: SPANS stays None
     otel_trace = None  # type: ignore[assignment]
 
 TRACER_NAME = "cachekit"
+
+
+class RedisTarget(Protocol):
+    """What a Redis span says of the layer it was made for (``RedisLayer`` is one)."""
+
+    url: str
+    topology: Topology
+    options: dict[str, Any]
+
+    @property
+    def ks(self) -> KeySpace: ...
+
 RECHECK_SECONDS = 1.0
 
 
@@ -86,14 +101,12 @@ class Spans:
         self._recheck_at = 0.0
 
     def _resolve(self) -> Tracer:
-        from . import __version__  # the package imports this module: look it up late
-
         # Before the app installs a provider this is the API's proxy tracer, which switches
         # to the real one as soon as there is one.
         self._tracer = otel_trace.get_tracer(TRACER_NAME, __version__)
         return self._tracer
 
-    def redis(self, layer: RedisBase, operation: str, batch: int = 0) -> SpanScope:
+    def redis(self, layer: RedisTarget, operation: str, batch: int = 0) -> SpanScope:
         """A CLIENT span for one Redis operation (``batch``: commands in a pipeline)."""
         key = (layer.url, layer.ks.namespace, operation)
         attributes = self._attributes.get(key)
@@ -170,7 +183,7 @@ def _record(span: Span, exc: BaseException) -> None:
 
 
 def _redis_attributes(
-    layer: RedisBase, namespace: str, operation: str
+    layer: RedisTarget, namespace: str, operation: str
 ) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {
         "db.system.name": "redis",

@@ -1,4 +1,8 @@
-"""Generate the sync engine (``_sync/``) from the async source (``_async/``).
+"""Generate the sync twins (``_sync/``) from the async sources (``_async/``).
+
+Each floor of cachekit_core that does I/O keeps its async source in an ``_async`` package and
+the generated twin beside it in ``_sync``: the Redis layer, the engine, the HTTP cache and
+write-behind.
 
 Usage: python scripts/gen_sync.py [--check]   (--check fails if the generated files are stale)
 """
@@ -14,8 +18,8 @@ from pathlib import Path
 import unasync
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "cachekit_core" / "_async"
-TARGET = ROOT / "cachekit_core" / "_sync"
+CORE = ROOT / "cachekit_core"
+PACKAGES = [CORE / "layers", CORE / "engine", CORE / "httpcache", CORE / "writes"]
 
 # unasync already maps AsyncXyz -> SyncXyz and async_xyz -> sync_xyz; these are the
 # a-prefixed public twins (aget -> get) and private helpers (_aread -> _read).
@@ -49,6 +53,11 @@ NAMES = [
     "pending",
     "run_worker",
     "close",
+    "replay",
+    "snapshot",
+    "claim",
+    "invalidate",
+    "resolve",
 ]
 PRIVATE = [
     "write",
@@ -82,6 +91,10 @@ PRIVATE = [
     "shared_versions",
     "write_entries",
     "fill_local",
+    "read_row",
+    "mget",
+    "nothing",
+    "remove",
 ]
 REPLACEMENTS = (
     {f"a{name}": name for name in NAMES}
@@ -90,14 +103,15 @@ REPLACEMENTS = (
     | {"async_wait": "sync_wait", "async_call_blocking": "sync_call_blocking"}
     | {"AsyncEvent": "SyncEvent", "AsyncWriteBehindOps": "SyncWriteBehindOps"}
     | {"_anew_worker_client": "_new_worker_client"}
-    | {"AsyncCacheOps": "SyncCacheOps", "AsyncRedisOps": "SyncRedisOps"}
+    | {"AsyncEngineOps": "SyncEngineOps", "AsyncRedisIO": "SyncRedisIO"}
+    | {"for_loop": "sync", "aclient": "client", "anew": "new"}
     | {"AsyncOp": "SyncOp", "AsyncRedisClient": "SyncRedisClient"}
 )
 
 
-def generate(target: Path) -> None:
-    rule = unasync.Rule(str(SOURCE) + "/", str(target) + "/", additional_replacements=REPLACEMENTS)
-    files = [str(p) for p in sorted(SOURCE.glob("*.py"))]
+def generate(source: Path, target: Path) -> None:
+    rule = unasync.Rule(str(source) + "/", str(target) + "/", additional_replacements=REPLACEMENTS)
+    files = [str(p) for p in sorted(source.glob("*.py"))]
     unasync.unasync_files(files, [rule])
     for path in target.glob("*.py"):
         text = path.read_text()
@@ -113,25 +127,27 @@ def generate(target: Path) -> None:
 
 
 def main() -> int:
-    if "--check" not in sys.argv:
-        generate(TARGET)
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp))
-        stale = False
-        for fresh in sorted(Path(tmp).glob("*.py")):
-            current = TARGET / fresh.name
-            old = current.read_text() if current.exists() else ""
-            if old != fresh.read_text():
-                stale = True
-                sys.stdout.writelines(
-                    difflib.unified_diff(
-                        old.splitlines(True), fresh.read_text().splitlines(True), str(current)
+    stale = False
+    for package in PACKAGES:
+        source, target = package / "_async", package / "_sync"
+        if "--check" not in sys.argv:
+            generate(source, target)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(source, Path(tmp))
+            for fresh in sorted(Path(tmp).glob("*.py")):
+                current = target / fresh.name
+                old = current.read_text() if current.exists() else ""
+                if old != fresh.read_text():
+                    stale = True
+                    sys.stdout.writelines(
+                        difflib.unified_diff(
+                            old.splitlines(True), fresh.read_text().splitlines(True), str(current)
+                        )
                     )
-                )
-        if stale:
-            print("cachekit_core/_sync is stale: run `python scripts/gen_sync.py`")
-            return 1
+    if stale:
+        print("a _sync twin is stale: run `python scripts/gen_sync.py`")
+        return 1
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import cachetools
 
@@ -29,7 +29,7 @@ class MemoryLayer:
     """
 
     name = "memory"
-    shared = False
+    shared: Literal[False] = False
 
     def __init__(
         self,
@@ -97,6 +97,14 @@ class MemoryLayer:
     @property
     def currsize(self) -> float:
         return self.data.currsize
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "entries": len(self),
+            "size": self.currsize,
+        }
 
 
 def _approx_size(value: Any, _depth: int = 0) -> int:

@@ -32,14 +32,14 @@ def l1_watcher(url: str, namespace: str, ready: Any, go: Any, results: Any) -> N
         time.sleep(0.005)
     # Subscribing clears L1 (invalidations may have been missed before): fill it again.
     assert cache.get("page") == "v1"
-    local = cache._local
+    local = cache.local
     assert local is not None and local.get("page") is not None
     ready.set()
     go.wait(10)
     started = time.monotonic()
     while time.monotonic() - started < 2:
         entry = local.get("page")
-        if entry is None or not cache._tags_current(entry):
+        if entry is None or not cache.tags_current(entry):
             results.put(time.monotonic() - started)
             break
         time.sleep(0.001)

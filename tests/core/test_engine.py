@@ -114,7 +114,7 @@ def test_stale_while_revalidate_serves_stale_and_refreshes_once(
     wait_until(lambda: cache.get_or_set("k", loader, ttl=10, stale_ttl=30) == 2)
     # The refresh stores its value before it leaves its flight; a caller arriving in between
     # joins the flight and shares its value, which the fake clock below would make look stale.
-    wait_until(lambda: "k" not in cache._flights._flights)
+    wait_until(lambda: "k" not in cache._flights)
     assert len(calls) == 2
     assert cache.stats()["stale_serves"] >= 5
     clock.advance(45)  # past the stale window: a plain miss, loaded in the foreground
@@ -311,13 +311,13 @@ def test_memory_layer_bounds_entries_and_bytes() -> None:
     by_count = Cache([MemoryLayer(maxsize=3)])
     for i in range(10):
         by_count.set(f"k{i}", i)
-    assert len(by_count._local or []) == 3
+    assert len(by_count.local or []) == 3
     assert by_count.get("k9") == 9 and by_count.get("k0") is None
 
     by_bytes = Cache([MemoryLayer(maxsize=1000, max_bytes=10_000)])
     for i in range(50):
         by_bytes.set(f"k{i}", "x" * 1000)
-    local = by_bytes._local
+    local = by_bytes.local
     assert local is not None and local.currsize <= 10_000 and len(local) < 50
     by_bytes.set("huge", "x" * 50_000)  # bigger than the whole layer: simply not kept
     assert by_bytes.get("huge") is None
@@ -328,7 +328,7 @@ def test_memory_layer_eviction_policy_is_pluggable(policy: str) -> None:
     cache = Cache([MemoryLayer(maxsize=2, policy=policy)])
     for key in "abc":
         cache.set(key, key)
-    assert len(cache._local or []) == 2
+    assert len(cache.local or []) == 2
 
 
 def test_memory_layer_ttl_caps_entries_in_a_memory_only_cache(clock: FakeClock) -> None:

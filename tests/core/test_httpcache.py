@@ -170,7 +170,7 @@ def test_bodies_above_the_limit_are_not_stored(cache: Cache) -> None:
 
 def test_stale_while_revalidate_and_stale_if_error(cache: Cache) -> None:
     now = [time.time()]
-    cache._clock = lambda: now[0]
+    cache.clock = lambda: now[0]
     http = HttpCache(cache)
     view = ViewOptions(ttl=10, stale_ttl=60)
     roundtrip(http, req(), view, render(b"v1"))

@@ -1,4 +1,4 @@
-"""Concurrent single-key async reads share round trips (cachekit_core/layers/_read_batch.py).
+"""Concurrent single-key async reads share round trips (cachekit_core/layers/_batch.py).
 
 Real redis-server processes throughout. Round trips are counted by Redis itself (``INFO
 commandstats`` on a private server) or, on the cluster, where a pipeline of GETs counts one
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cachekit_core import Cache, CacheUnavailable, RedisLayer, tracing
-from cachekit_core.layers import _read_batch
+from cachekit_core.layers._batch import LoopReads
 from tests.support.redis_server import RedisServer
 
 TIMEOUT = 0.3  # socket_timeout of the caches that meet a frozen or killed server
@@ -72,13 +72,13 @@ def reads_since(server: RedisServer, before: dict[str, int]) -> dict[str, int]:
 
 
 def layer_of(cache: Cache) -> RedisLayer:
-    shared = cache._shared
-    assert shared is not None
+    shared = cache.shared
+    assert isinstance(shared, RedisLayer)
     return shared
 
 
-def loop_reads(cache: Cache) -> _read_batch.LoopReads:
-    return layer_of(cache)._loop_reads[asyncio.get_running_loop()]
+def loop_reads(cache: Cache) -> LoopReads:
+    return layer_of(cache).batcher.loop_reads()
 
 
 # 100 keys: untagged, with one tag, with two tags, and never stored.
@@ -163,7 +163,7 @@ async def test_batches_are_bounded(
 ) -> None:
     cache = Cache.from_url(private_redis.url, namespace=NS, l1=False)
     await fill(cache)
-    monkeypatch.setattr(_read_batch, "MAX_KEYS", 8)
+    monkeypatch.setattr(layer_of(cache).batcher, "max_keys", 8)
     round_trips.ops.clear()
     await read_all(cache, UNTAGGED)  # 1 alone, then 34 keys in batches of at most 8
     assert len(round_trips.ops) == 1 + 5
@@ -178,7 +178,7 @@ async def test_kill_switch_sends_each_read_alone(
     await fill(cache)
     keys = UNTAGGED + ONE_TAG[:10] + ABSENT[:5]  # fewer than the pool's 64 connections
     await read_all(cache, keys)  # learn the tags
-    monkeypatch.setattr(_read_batch, "BATCH_READS", False)
+    monkeypatch.setattr(layer_of(cache).batcher, "enabled", False)
     before = calls(private_redis)
     await read_all(cache, keys)
     delta = reads_since(private_redis, before)
@@ -308,7 +308,7 @@ async def test_a_caller_cancelled_while_its_batch_is_in_flight(private_redis: Re
     assert [r for i, r in enumerate(results) if i not in (0, 4)] == [
         value_of(k) for i, k in enumerate(keys) if i not in (0, 4)
     ]
-    assert layer_of(cache).breaker.state == "closed" and layer_of(cache).errors == 0
+    assert layer_of(cache).breaker.state == "closed" and layer_of(cache).health.errors == 0
     await cache.aclose()
 
 
@@ -394,7 +394,7 @@ async def test_frozen_redis_with_reads_queued(private_redis: RedisServer) -> Non
         # The read in flight timed out (a timeout opens the breaker at once, as before); the
         # queued batch then skipped Redis instead of waiting a second timeout.
         assert layer.breaker.state == "open" and layer.breaker.opened == 1
-        assert layer.errors == 1 and layer.skipped == 1
+        assert layer.health.errors == 1 and layer.health.skipped == 1
     finally:
         private_redis.thaw()
     await asyncio.sleep(layer.breaker.cooldown + 0.05)
@@ -421,14 +421,14 @@ async def test_killed_redis_with_reads_queued(private_redis: RedisServer) -> Non
     values, latencies = await task
     assert values == [MISSING] * 20
     assert max(latencies) < TIMEOUT + SLACK, latencies
-    assert 1 <= layer.errors <= 2  # one failure per round trip, not one per read
+    assert 1 <= layer.health.errors <= 2  # one failure per round trip, not one per read
     # The breaker counts on: more failures open it, then reads skip Redis.
     while layer.breaker.state == "closed":
         assert await cache.aget("u0", MISSING) is MISSING
-    assert layer.errors == 3
+    assert layer.health.errors == 3
     started = time.perf_counter()
     assert await cache.aget("u0", MISSING) is MISSING
-    assert time.perf_counter() - started < 0.05 and layer.skipped >= 1
+    assert time.perf_counter() - started < 0.05 and layer.health.skipped >= 1
     await cache.aclose()
 
 

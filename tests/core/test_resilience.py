@@ -724,7 +724,7 @@ async def test_slow_redis_trips_the_breaker(
     run = Runner(mode, "slow")
     with LatencyProxy(private_redis.port) as proxy:
         cache = make_cache(proxy.url, l1=False)
-        assert cache.layers[0].slow_call == TIMEOUT / 2  # type: ignore[union-attr]
+        assert cache.layers[0].health.slow_call == TIMEOUT / 2  # type: ignore[union-attr]
         await run(cache, "set", "k", "v", ttl=60)
         proxy.delay = 0.06  # each way: a 120 ms round trip, within the 200 ms timeout
         for _ in range(3):

@@ -17,7 +17,7 @@ import redis
 import redis.cluster
 
 from cachekit_core import Cache, ConfigurationError, RedisLayer
-from cachekit_core.layers._topology import Topology
+from cachekit_core.layers.topology import Topology
 from tests.support.redis_topologies import RedisClusterNodes, RedisSentinelSet
 
 
@@ -324,7 +324,7 @@ async def test_sentinel_async(redis_sentinel: RedisSentinelSet) -> None:
 
 def test_query_string_passwords_are_redacted() -> None:
     layer = RedisLayer("redis://u:pw1@h:1/0?password=pw2&ssl_password=pw3&db=1")
-    assert layer._safe_url() == "redis://h:1/0?password=***&ssl_password=***&db=1"
+    assert layer.safe_url == "redis://h:1/0?password=***&ssl_password=***&db=1"
 
 
 @pytest.mark.parametrize(

@@ -84,8 +84,8 @@ def test_writer_error_leaves_no_copy(layers: str, request: pytest.FixtureRequest
         # Neither the new value (never stored) nor the old one (the store may have changed).
         assert cache.get("user:1") is None
         if layers == "redis":
-            assert cache._local is not None
-            cache._local.clear()
+            assert cache.local is not None
+            cache.local.clear()
             assert cache.get("user:1") is None
 
 
@@ -244,7 +244,7 @@ def test_worker_recreates_a_deleted_stream(rcache: Cache, redis_url: str) -> Non
         wb.submit("a", 1)
         wait_until(lambda: got == [("a", 1)])
         # The stream is lost (deleted by hand, or a Redis restart without persistence).
-        client.delete(rcache._keys.stream("views"))
+        client.delete(rcache.keyspace.stream("views"))
         wb.submit("b", 2)
         wait_until(lambda: got == [("a", 1), ("b", 2)])
     client.close()

@@ -1,5 +1,10 @@
-"""Redis I/O of the shared layer. Every call goes through ``_arun``: breaker, timeouts,
-replay of lost invalidations, and fail-open error handling live there and only there."""
+"""Redis I/O of the shared layer, written once as async code (``_sync/redis_io.py`` is generated).
+
+Every call goes through ``_arun``: the breaker, connection permits, timeouts, the replay of
+lost invalidations and fail-open error handling live there and only there. The state it works
+on belongs to parts the layer holds (``layers/redis.py``): ``clients``, ``health`` (breaker and
+counters), ``pending``, ``permits`` and ``batcher``.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import msgpack
 
-from .. import tracing
-from ..entry import tag_keys_of
-from ..keys import STREAM
-from ..layers._redis_base import (
+from ... import tracing
+from ...entry import tag_keys_of
+from ...keys import STREAM, KeySpace
+from .._batch import ReadBatcher
+from .._clients import Clients
+from .._health import Health
+from .._pending import Pending
+from .._permits import Permits
+from .._shared import (
     BUMP_SCRIPT,
     DELETE_IF_SCRIPT,
     READ_SCRIPT,
@@ -20,39 +30,44 @@ from ..layers._redis_base import (
     RELEASE_SCRIPT,
     AsyncOp,
     NoScriptError,
-    Pending,
-    RedisBase,
-    Row,
+    sha_of,
 )
+from ..base import Item, Row
+from ..topology import Topology
 
 if TYPE_CHECKING:
-    from ..layers._redis_base import AsyncRedisClient
+    from .._shared import AsyncRedisClient
 
 T = TypeVar("T")
 
 
 async def _aeval(client: AsyncRedisClient, script: str, keys: list[str], args: list[Any]) -> Any:
     """EVALSHA, loading the script on NOSCRIPT (e.g. after a Redis restart)."""
-    sha = _sha(script)
     try:
-        return await client.evalsha(sha, len(keys), *keys, *args)
+        return await client.evalsha(sha_of(script), len(keys), *keys, *args)
     except NoScriptError:
         return await client.eval(script, len(keys), *keys, *args)
 
 
-_SHAS: dict[str, str] = {}
+class AsyncRedisIO:
+    # The parts and settings, set by RedisLayer.__init__.
+    url: str
+    topology: Topology
+    options: dict[str, Any]
+    clients: Clients
+    health: Health
+    pending: Pending
+    permits: Permits
+    batcher: ReadBatcher
+    cluster: bool
+    tag_ttl: int
+    keys: KeySpace | None
 
+    @property
+    def ks(self) -> KeySpace:
+        assert self.keys is not None, "RedisLayer used before Cache bound it"
+        return self.keys
 
-def _sha(script: str) -> str:
-    sha = _SHAS.get(script)
-    if sha is None:
-        from hashlib import sha1
-
-        sha = _SHAS[script] = sha1(script.encode()).hexdigest()
-    return sha
-
-
-class AsyncRedisOps(RedisBase):
     async def _arun(
         self,
         op: AsyncOp[T],
@@ -67,13 +82,25 @@ class AsyncRedisOps(RedisBase):
         ``operation`` names the span of ``op`` (see tracing.py; "" for none), ``batch`` the
         number of commands it pipelines.
         """
-        if self.breaker._open_until and not self.breaker.allow():
-            if lost is not None:
-                lost()
-            self._unavailable()
-            return None
-        client = self._aclient()
+        health = self.health
+        breaker = health.breaker
+        if breaker.open_until:
+            if not breaker.allow():
+                if lost is not None:
+                    lost()
+                health.skipped_call()
+                return None
+            permits = None  # a lone probe: it takes no permit
+        else:
+            try:
+                permits = await self.permits.aacquire()
+            except TimeoutError:
+                if lost is not None:
+                    lost()
+                health.failed(TimeoutError(f"no free connection in {self.permits.timeout} s"))
+                return None
         try:
+            client = self.clients.for_loop()
             if self.pending.any:
                 await self._apush_pending(client)
             spans = tracing.SPANS
@@ -87,12 +114,15 @@ class AsyncRedisOps(RedisBase):
         except REDIS_ERRORS as exc:
             if lost is not None:
                 lost()
-            self._failed(exc)
+            health.failed(exc)
             return None
-        if elapsed > self.slow_call and operation != "SCAN":  # clear() scans: slow by nature
-            self._slow(elapsed)
+        finally:
+            if permits is not None:
+                permits.release()
+        if elapsed > health.slow_call and operation != "SCAN":  # clear() scans: slow by nature
+            health.slow(elapsed)
         else:
-            self.breaker.success()
+            breaker.success()
         return result
 
     async def _apush_pending(self, client: AsyncRedisClient) -> None:
@@ -105,11 +135,7 @@ class AsyncRedisOps(RedisBase):
             if pending.keys:
                 await self._adelete_on(client, pending.keys)
         except BaseException:
-            # Still not delivered: merge back so the next attempt retries them.
-            self.pending.tags |= pending.tags
-            self.pending.keys.update(pending.keys)
-            self.pending.any = True
-            self.pending.clear = self.pending.clear or pending.clear
+            self.pending.merge(pending)  # still not delivered: the next attempt retries them
             raise
 
     def _message(self, kind: str, items: list[str], origin: str) -> bytes:
@@ -125,19 +151,39 @@ class AsyncRedisOps(RedisBase):
 
         No Lua on the hot path: a script call costs several microseconds on its own, more
         than the rest of a hit. The caller checks that ``tag_keys`` are the entry's tags.
-        On asyncio, RedisLayer lets concurrent calls share a round trip (layers/_read_batch.py).
+        On asyncio, concurrent calls share a round trip (``layers/_batch.py``).
         """
+        return await self.batcher.aread(self._aread_row, key, tag_keys)
+
+    async def _aread_row(self, key: str | None, tag_keys: tuple[str, ...]) -> Row | None:
+        """The values of ``key`` (if given) and ``tag_keys`` in one round trip."""
 
         async def op(client: AsyncRedisClient) -> Row:
             # decode_responses is off: redis-py's `bytes | str` is always bytes here.
-            if not tag_keys:
+            if not tag_keys and key is not None:
                 return cast(Row, [await client.get(key)])
-            if self.cluster:  # the entry and its tags live in different slots
-                return await self._aget_each(client, [key, *tag_keys])
-            return cast(Row, await client.mget(key, *tag_keys))
+            keys = list(tag_keys) if key is None else [key, *tag_keys]
+            if self.cluster and key is not None:  # the entry and its tags live in other slots
+                return await self._aget_each(client, keys)
+            return cast(Row, await client.mget(keys))
 
-        operation = "GET" if not tag_keys else "PIPELINE" if self.cluster else "MGET"
+        if not tag_keys and key is not None:
+            operation = "GET"
+        else:
+            operation = "PIPELINE" if self.cluster and key is not None else "MGET"
         return await self._arun(op, operation=operation)
+
+    async def _amget(self, keys: list[str]) -> Row | None:
+        """The values of ``keys`` (entries and tag keys) in one round trip: a read batch."""
+
+        async def op(client: AsyncRedisClient) -> Row:
+            if self.cluster:  # the keys live in different slots
+                return await self._aget_each(client, keys)
+            return cast(Row, await client.mget(keys))
+
+        if self.cluster:
+            return await self._arun(op, operation="PIPELINE", batch=len(keys))
+        return await self._arun(op, operation="MGET")
 
     async def aread(self, keys: list[str]) -> list[Row | None] | None:
         """Entries for ``keys`` (redis keys) with their tags' current versions, one round trip."""
@@ -178,7 +224,7 @@ class AsyncRedisOps(RedisBase):
             pipe.get(key)
         return cast(Row, await pipe.execute())
 
-    async def awrite(self, items: list[tuple[str, str, bytes, int | None]], origin: str) -> bool:
+    async def awrite(self, items: list[Item], origin: str) -> bool:
         """SET each (redis key, user key, blob, ttl ms); other processes drop the user keys."""
 
         async def op(client: AsyncRedisClient) -> bool:
@@ -193,7 +239,7 @@ class AsyncRedisOps(RedisBase):
         # delete and broadcast once Redis is back, or they would serve it after the outage.
         lost = {key: user_key for key, user_key, _, _ in items}
         return bool(
-            await self._arun(op, lambda: self.remember(keys=lost), "PIPELINE", len(items) + 1)
+            await self._arun(op, lambda: self.pending.add(keys=lost), "PIPELINE", len(items) + 1)
         )
 
     async def aadd(self, key: str, blob: bytes, px: int | None, changed: str, origin: str) -> bool:
@@ -222,7 +268,7 @@ class AsyncRedisOps(RedisBase):
         async def op(client: AsyncRedisClient) -> int:
             return await self._adelete_on(client, keys, origin)
 
-        return await self._arun(op, lambda: self.remember(keys=keys), "PIPELINE", len(keys) + 1)
+        return await self._arun(op, lambda: self.pending.add(keys=keys), "PIPELINE", len(keys) + 1)
 
     async def _adelete_on(
         self, client: AsyncRedisClient, keys: dict[str, str], origin: str = ""
@@ -250,18 +296,16 @@ class AsyncRedisOps(RedisBase):
 
     # -- tags ----------------------------------------------------------------------------------
     async def atag_versions(self, tag_keys: list[str]) -> list[int] | None:
-        async def op(client: AsyncRedisClient) -> list[int]:
-            values = await client.mget(tag_keys)
-            return [int(v) if v is not None else 0 for v in values]
-
-        return await self._arun(op, operation="MGET")
+        """The current versions of ``tag_keys`` (batched with other reads on asyncio)."""
+        values = await self.batcher.aread(self._aread_row, None, tuple(tag_keys))
+        return None if values is None else [int(v) if v is not None else 0 for v in values]
 
     async def abump_tags(self, tag_keys: list[str], origin: str) -> bool:
         async def op(client: AsyncRedisClient) -> bool:
             await self._abump_on(client, tag_keys, origin)
             return True
 
-        return bool(await self._arun(op, lambda: self.remember(tags=tag_keys), "EVALSHA"))
+        return bool(await self._arun(op, lambda: self.pending.add(tags=tag_keys), "EVALSHA"))
 
     async def _abump_on(
         self, client: AsyncRedisClient, tag_keys: list[str], origin: str = ""
@@ -294,7 +338,7 @@ class AsyncRedisOps(RedisBase):
             return True
 
         # One SCAN span for the whole scan, its UNLINKs and the broadcast.
-        return bool(await self._arun(op, lambda: self.remember(clear=True), "SCAN"))
+        return bool(await self._arun(op, lambda: self.pending.add(clear=True), "SCAN"))
 
     async def _aclear_on(self, client: AsyncRedisClient, origin: str = "") -> None:
         # SCAN + UNLINK of this namespace only: never FLUSHDB, never KEYS. Write-behind streams
@@ -312,21 +356,12 @@ class AsyncRedisOps(RedisBase):
             await client.unlink(*batch)
         await client.publish(self.ks.channel, self._message("c", [], origin))
 
-    # -- bookkeeping ---------------------------------------------------------------------------
-    def remember(
-        self,
-        *,
-        tags: list[str] | None = None,
-        keys: dict[str, str] | None = None,
-        clear: bool = False,
-    ) -> None:
-        """Queue invalidations that could not reach Redis, to replay before the next call."""
-        pending = self.pending
-        if clear:
-            pending.overflowed()
-            return
-        pending.tags.update(tags or ())
-        pending.keys.update(keys or {})
-        pending.any = True
-        if len(pending.tags) + len(pending.keys) > Pending.LIMIT:
-            pending.overflowed()
+    async def areplay(self) -> None:
+        """Push pending invalidations now (after the listener resubscribed), not on the next
+        call."""
+        if self.pending:
+            await self._arun(_anothing)
+
+
+async def _anothing(client: AsyncRedisClient) -> None:
+    return None

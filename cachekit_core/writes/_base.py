@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 
-from .exceptions import CacheUnavailable, ConfigurationError, SerializationError
+from .._throttle import Throttle
+from ..exceptions import CacheUnavailable, ConfigurationError, SerializationError
+from ..layers.redis import RedisLayer
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-    from ._core import CacheCore
-    from .layers.redis import RedisLayer
+    from ..engine import Engine
 
 log = logging.getLogger("cachekit.writes")
 
@@ -35,7 +36,7 @@ _SIG_CONTEXT = b"cachekit-write-behind\0"
 
 
 @dataclass
-class _WorkerState:
+class WorkerState:
     consumer: str
     group_ready: bool = False
     own_pending: bool = True  # re-read our own unacknowledged entries before new ones
@@ -53,7 +54,7 @@ class _Batch:
 class WriteBehindBase:
     def __init__(
         self,
-        cache: CacheCore,
+        cache: Engine,
         name: str,
         flush: FlushFn,
         *,
@@ -64,8 +65,8 @@ class WriteBehindBase:
         group: str = "cachekit",
         max_retry_delay: float = 30.0,
     ) -> None:
-        shared = cache._shared
-        if shared is None:
+        shared = cache.shared
+        if not isinstance(shared, RedisLayer):
             raise ConfigurationError(
                 f"write_behind({name!r}) needs a Redis layer: submitted writes are kept in a "
                 "Redis Stream so they survive a crash until flushed. Build the cache with "
@@ -84,14 +85,14 @@ class WriteBehindBase:
         self.reclaim_interval = min_idle / 2 if reclaim_interval is None else reclaim_interval
         self.group = group
         self.max_retry_delay = max_retry_delay
-        self.stream = cache._keys.stream(name)
+        self.stream = cache.keyspace.stream(name)
         self._layer: RedisLayer = shared
-        self._secret = cache._codec.secret_key
+        self._secret = cache.secret_key
         # Counters of this process (a metric source; the stream itself is the shared truth).
         self.flushed = 0
         self.flush_errors = 0
         self.rejected = 0
-        self._last_error_log = 0.0
+        self._error_log = Throttle()
 
     def __repr__(self) -> str:
         return f"<WriteBehind stream={self.stream!r} group={self.group!r}>"
@@ -152,14 +153,16 @@ class WriteBehindBase:
             decoded = self._decode(fields)
             if isinstance(decoded, str):
                 self.rejected += 1
-                self.cache._corrupt(f"write-behind entry {_s(entry_id)} rejected: {decoded}")
+                self.cache.report_corrupt(
+                    f"write-behind entry {as_str(entry_id)} rejected: {decoded}"
+                )
             else:
                 batch.items.append(decoded)
         return batch
 
     def _unavailable(self, exc: BaseException) -> CacheUnavailable:
         return CacheUnavailable(
-            f"write_behind({self.name!r}): Redis at {self._layer._safe_url()} failed: {exc}"
+            f"write_behind({self.name!r}): Redis at {self._layer.safe_url} failed: {exc}"
         )
 
     # -- worker helpers ----------------------------------------------------------------------
@@ -169,20 +172,17 @@ class WriteBehindBase:
         # longer than that, or every idle read would look like an outage.
         timeout = max(layer.socket_timeout, self.interval + 2.0)
         return {
-            **layer.options,
             "socket_timeout": timeout,
             "max_connections": None,
             "decode_responses": False,  # stream fields are bytes (payload, signature)
         }
 
-    def _redis_failed(self, exc: BaseException, state: _WorkerState) -> float:
+    def _redis_failed(self, exc: BaseException, state: WorkerState) -> float:
         if "NOGROUP" in str(exc):
             # The stream (and its group) vanished, e.g. cache.clear(): recreate them.
             state.group_ready = False
             return 0.0
-        now = time.monotonic()
-        if now - self._last_error_log > 10.0:  # rate-limited, like the cache layer's log
-            self._last_error_log = now
+        if self._error_log.ready():
             log.warning(
                 "cachekit: write-behind worker lost Redis (namespace=%s, stream=%s): %s: %s",
                 self.cache.namespace,
@@ -194,7 +194,7 @@ class WriteBehindBase:
         state.own_pending = True
         return min(max(self.interval, 0.05), self.max_retry_delay)
 
-    def _flush_failed(self, exc: BaseException, batch: _Batch, state: _WorkerState) -> float:
+    def _flush_failed(self, exc: BaseException, batch: _Batch, state: WorkerState) -> float:
         self.flush_errors += 1
         # Nothing was acknowledged: the batch stays in our pending list and is read again.
         state.own_pending = True
@@ -210,7 +210,7 @@ class WriteBehindBase:
         )
         return state.retry_delay
 
-    def _reclaim_args(self, state: _WorkerState) -> dict[str, Any]:
+    def _reclaim_args(self, state: WorkerState) -> dict[str, Any]:
         return {
             "name": self.stream,
             "groupname": self.group,
@@ -220,8 +220,8 @@ class WriteBehindBase:
             "count": self.batch_size,
         }
 
-    def _after_reclaim(self, state: _WorkerState, reply: Any) -> list[Any]:
-        cursor = _s(reply[0])
+    def _after_reclaim(self, state: WorkerState, reply: Any) -> list[Any]:
+        cursor = as_str(reply[0])
         if cursor == "0-0":  # sweep complete: next one after reclaim_interval
             state.cursor = "0-0"
             state.next_reclaim = time.monotonic() + self.reclaim_interval
@@ -230,23 +230,23 @@ class WriteBehindBase:
         return cast(list[Any], reply[1])
 
     def _new_worker_client(self) -> redis.Redis:
-        return self._layer.topology.sync_client(self._worker_options())
+        return self._layer.clients.new(**self._worker_options())
 
     def _anew_worker_client(self) -> redis.asyncio.Redis:
-        return self._layer.topology.async_client(self._worker_options())
+        return self._layer.clients.anew(**self._worker_options())
 
 
-def _consumer_name() -> str:
+def consumer_name() -> str:
     # Unique per worker (not per host or process): two workers never share a pending list,
     # so one can never acknowledge or re-read the other's in-flight batch by mistake.
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _s(value: Any) -> str:
+def as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _entries(reply: Any) -> list[Any]:
+def stream_entries(reply: Any) -> list[Any]:
     """The entries of a one-stream XREADGROUP reply (RESP2 list or RESP3 dict)."""
     if not reply:
         return []
@@ -256,5 +256,5 @@ def _entries(reply: Any) -> list[Any]:
     return cast(list[Any], reply[0][1])
 
 
-def _is_busygroup(exc: BaseException) -> bool:
+def is_busygroup(exc: BaseException) -> bool:
     return "BUSYGROUP" in str(exc)

@@ -1,7 +1,7 @@
 """``HttpCache``: the response cache both adapters drive (sync and async on one object)."""
 
-from ._async.httpcache import AsyncHttpCache
-from ._httpbase import (
+from ._async.flow import AsyncHttpCache
+from ._base import (
     BYPASS,
     HIT,
     MISS,
@@ -10,9 +10,11 @@ from ._httpbase import (
     Lookup,
     Request,
     Response,
+    StoredResponse,
+    VaryMarker,
     ViewOptions,
 )
-from ._sync.httpcache import SyncHttpCache
+from ._sync.flow import SyncHttpCache
 
 __all__ = [
     "BYPASS",
@@ -24,6 +26,8 @@ __all__ = [
     "Lookup",
     "Request",
     "Response",
+    "StoredResponse",
+    "VaryMarker",
     "ViewOptions",
 ]
 

@@ -12,13 +12,14 @@ alone) take turns, as redis.asyncio clients are per loop:
   their entry and tag keys, each once (a pipeline of GETs on a cluster), at most ``MAX_KEYS``
   keys. The end of that batch sends the next, until nothing waits.
 
-A batch is one call through ``_arun``: one breaker outcome, one span, one replay of pending
-invalidations. Its callers get what a single read would have: their rows, or None when Redis
-is unavailable (the exception of ``raise_on_error``, if set). A batch only starts after its
-callers queued, so it never misses a write or an invalidation that completed before they read.
+A batch is one call of the layer's ``send`` (one ``_arun``): one breaker outcome, one span, one
+replay of pending invalidations. Its callers get what a single read would have: their rows, or
+None when Redis is unavailable (the exception of ``raise_on_error``, if set). A batch only
+starts after its callers queued, so it never misses a write or an invalidation that completed
+before they read.
 
-The sync twin (``_sync/redis_io.py``) has no batching: it is generated from
-``_async/redis_io.py``, which stays the direct read this class falls back on.
+The batcher is a part the layer holds. Its sync ``read`` (what the generated sync I/O calls)
+just makes the direct read: a thread cannot wait for other threads' reads for free.
 """
 
 from __future__ import annotations
@@ -26,22 +27,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Callable
 
-from .._async.redis_io import AsyncRedisOps
-from ._redis_base import Row
+from .._breaker import CircuitBreaker
+from .._loops import PerLoop
+from .base import Row
 
-if TYPE_CHECKING:
-    from ._redis_base import AsyncRedisClient
+__all__ = ["MAX_KEYS", "LoopReads", "ReadBatcher"]
 
-__all__ = ["BATCH_READS", "MAX_KEYS", "BatchedReads", "LoopReads"]
-
-BATCH_READS = True  # kill switch: False sends every read on its own, as before
 MAX_KEYS = 256  # per batch (entry and tag keys): one huge MGET would stall Redis and the queue
 
 # A queued read: the keys it wants (an entry and its tag keys, or tag keys alone), the caller's
 # future for their values, and the caller's context.
 _Read = tuple[tuple[str, ...], asyncio.Future[Row | None], contextvars.Context]
+AsyncDirect = Callable[[str | None, tuple[str, ...]], Awaitable[Row | None]]
+SyncDirect = Callable[[str | None, tuple[str, ...]], Row | None]
 
 
 class LoopReads:
@@ -55,49 +55,50 @@ class LoopReads:
         self.task: asyncio.Task[None] | None = None  # the loop holds tasks weakly: we hold it
 
 
-class BatchedReads(AsyncRedisOps):
-    """``aread_one`` and ``atag_versions`` (the read path's other single read: a first read of
-    a tagged entry fetches its tags' versions) take turns per event loop; see above."""
+class ReadBatcher:
+    """Lets the single reads of one event loop take turns; see the module docstring.
 
-    async def aread_one(self, key: str, tag_keys: tuple[str, ...]) -> Row | None:
-        reads = self._turn()
-        if reads is None:
-            return await AsyncRedisOps.aread_one(self, key, tag_keys)
-        if reads.busy:  # a row is the values of the entry key and its tag keys, in order
-            return await self._aqueue(reads, (key, *tag_keys))
+    ``send(keys)``: the values of ``keys`` in one round trip, None when unavailable.
+    """
+
+    __slots__ = ("_loops", "breaker", "enabled", "max_keys", "send")
+
+    def __init__(
+        self, send: Callable[[list[str]], Awaitable[Row | None]], breaker: CircuitBreaker
+    ) -> None:
+        self.send = send
+        self.breaker = breaker
+        self.enabled = True  # False: every read goes alone, as before batching
+        self.max_keys = MAX_KEYS
+        self._loops: PerLoop[LoopReads] = PerLoop(LoopReads)
+
+    def read(self, direct: SyncDirect, key: str | None, tag_keys: tuple[str, ...]) -> Row | None:
+        return direct(key, tag_keys)
+
+    async def aread(
+        self, direct: AsyncDirect, key: str | None, tag_keys: tuple[str, ...]
+    ) -> Row | None:
+        """``direct(key, tag_keys)`` when nothing is in flight, else a place in the next batch.
+        A row is the values of the entry key (when given) and of the tag keys, in order."""
+        # Unless the breaker is closed, each read skips or probes on its own: queued behind
+        # a probe, reads would wait on a Redis that is likely down.
+        if not self.enabled or self.breaker.open_until:
+            return await direct(key, tag_keys)
+        reads = self._loops.get()
+        if reads.busy:
+            return await self._aqueue(reads, tag_keys if key is None else (key, *tag_keys))
         reads.busy = True
         try:
-            return await AsyncRedisOps.aread_one(self, key, tag_keys)
+            return await direct(key, tag_keys)
         finally:  # also when cancelled or failed: the queue must not wait forever
             self._send_next(reads)
 
-    async def atag_versions(self, tag_keys: list[str]) -> list[int] | None:
-        reads = self._turn()
-        if reads is None:
-            return await AsyncRedisOps.atag_versions(self, tag_keys)
-        if reads.busy:
-            values = await self._aqueue(reads, tuple(tag_keys))
-            return None if values is None else [int(v) if v is not None else 0 for v in values]
-        reads.busy = True
-        try:
-            return await AsyncRedisOps.atag_versions(self, tag_keys)
-        finally:
-            self._send_next(reads)
+    def loop_reads(self) -> LoopReads:
+        """The running loop's turn (for tests and introspection)."""
+        return self._loops.get()
 
-    def _turn(self) -> LoopReads | None:
-        """This event loop's turn; None when each read goes alone, as before batching."""
-        # Unless the breaker is closed, each read skips or probes on its own: queued behind
-        # a probe, reads would wait on a Redis that is likely down.
-        if not BATCH_READS or self.breaker._open_until:
-            return None
-        loop = asyncio.get_running_loop()
-        reads = self._loop_reads.get(loop)
-        if reads is None:
-            # As with clients (_aclient): forget loops that closed when a new one shows up.
-            for dead in [old for old in list(self._loop_reads) if old.is_closed()]:
-                self._loop_reads.pop(dead, None)
-            reads = self._loop_reads[loop] = LoopReads()
-        return reads
+    def clear(self) -> None:
+        self._loops.clear()
 
     async def _aqueue(self, reads: LoopReads, keys: tuple[str, ...]) -> Row | None:
         future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
@@ -111,7 +112,7 @@ class BatchedReads(AsyncRedisOps):
         batch: list[_Read] = []
         while queue:
             read = queue[0]
-            if batch and size + len(read[0]) > MAX_KEYS:
+            if batch and size + len(read[0]) > self.max_keys:
                 break  # the next batch takes it
             queue.popleft()
             if not read[1].done():  # done: cancelled while it queued
@@ -146,17 +147,7 @@ class BatchedReads(AsyncRedisOps):
         for keys in wanted:
             for key in keys:
                 position.setdefault(key, len(position))
-        unique = list(position)
-
-        async def op(client: AsyncRedisClient) -> Row:
-            if self.cluster:  # the keys live in different slots
-                return await self._aget_each(client, unique)
-            return cast(Row, await client.mget(unique))
-
-        if self.cluster:
-            values = await self._arun(op, operation="PIPELINE", batch=len(unique))
-        else:
-            values = await self._arun(op, operation="MGET")
+        values = await self.send(list(position))
         if values is None:
             return None
         return [[values[position[key]] for key in keys] for keys in wanted]

@@ -1,6 +1,7 @@
 """Framework-neutral HTTP response caching: the data types and pure steps both adapters use.
 
-The I/O half (lookup, store, invalidate) is in ``_async/httpcache.py`` and its sync twin.
+The I/O half (lookup, store, invalidate) is in ``_async/flow.py`` and its sync twin; both
+use only the engine's public API (``read``, ``snapshot``, ``write``, ``claim``...).
 
 Storage layout: the *primary* key covers method class, scheme, host, path, sorted query (and
 the user for per-user views). It holds the response itself when the response has no ``Vary``,
@@ -11,15 +12,14 @@ entry (an unsafe method on the URL) thus orphans every variant at once.
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from . import http
-from .cache import Cache
-from .entry import Entry
+from .. import http
+from ..engine import Engine
+from ..entry import Entry
+from ..results import UNTAGGED, TagSnapshot
 
 Headers = list[tuple[str, str]]
 
@@ -49,6 +49,56 @@ class Response:
     status: int
     headers: Headers
     body: bytes = b""
+
+
+@dataclass(slots=True)
+class StoredResponse:
+    """A response as the cache keeps it (on the wire: a small msgpack map, see ``to_wire``)."""
+
+    status: int
+    headers: Headers
+    body: bytes
+    stored_at: float  # epoch seconds: the Age sent is counted from here (R2)
+    # How long past freshness it may be served STALE while one request re-renders; the entry
+    # itself lives longer when stale-if-error allows more (error fallback only).
+    revalidate_window: float = 0.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"s": self.status, "h": [list(h) for h in self.headers], "b": self.body,
+                "t": self.stored_at, "w": self.revalidate_window}  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, value: Any) -> StoredResponse | None:
+        """The response stored as ``value``; None for anything else (a marker, junk)."""
+        if not isinstance(value, dict) or "s" not in value:
+            return None
+        try:
+            headers = [(str(k), str(v)) for k, v in value["h"]]
+            return cls(int(value["s"]), headers, bytes(value["b"]), float(value["t"]),
+                       float(value.get("w", 0.0)))  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class VaryMarker:
+    """Stored under the primary key of a response with ``Vary``: the names it varies on, and
+    a random generation that the variants' keys include (new names, new generation)."""
+
+    vary: tuple[str, ...]
+    gen: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"vary": list(self.vary), "gen": self.gen}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> VaryMarker | None:
+        if not isinstance(value, dict) or "vary" not in value:
+            return None
+        try:
+            return cls(tuple(str(v) for v in value["vary"]), str(value["gen"]))
+        except (KeyError, TypeError):
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,21 +132,18 @@ class Lookup:
     state: str  # HIT / STALE: response is ready; MISS / BYPASS: render the view
     response: Response | None = None
     primary: str = ""
-    stale: dict[str, Any] | None = None  # a stale stored copy, for stale-if-error
-    marker: dict[str, Any] | None = None  # the Vary marker found under the primary key
-    claim: str | None = None  # this request re-renders a stale entry (lock token)
+    stale: StoredResponse | None = None  # a stale stored copy, for stale-if-error
+    marker: VaryMarker | None = None  # the Vary marker found under the primary key
+    claim: str | None = None  # this request re-renders a stale entry (claim token)
     # Tag snapshot taken before rendering: an invalidation landing meanwhile leaves the
     # stored page stale at once (no stale write-back race).
-    gens: tuple[int, ...] = ()
-    versions: list[int] | None = field(default_factory=list)
+    snapshot: TagSnapshot = UNTAGGED
 
 
 class HttpCacheBase:
-    def __init__(self, cache: Cache, settings: HttpSettings | None = None) -> None:
+    def __init__(self, cache: Engine, settings: HttpSettings | None = None) -> None:
         self.cache = cache
         self.settings = settings or HttpSettings()
-        # memory-only re-render claims: key -> (expiry, owner token)
-        self._claims: dict[str, tuple[float, str]] = {}
 
     # -- keys ----------------------------------------------------------------------------------
     def _primary_key(self, request: Request, per_user: bool) -> str:
@@ -106,11 +153,11 @@ class HttpCacheBase:
             request.headers, extra=user,
         )  # fmt: skip
 
-    def _variant_key(self, request: Request, per_user: bool, marker: dict[str, Any]) -> str:
+    def _variant_key(self, request: Request, per_user: bool, marker: VaryMarker) -> str:
         user = f"user={request.user}" if per_user else ""
         return "http:" + http.request_cache_key(
             request.method, request.scheme, request.host, request.path, request.query,
-            tuple(marker["vary"]), request.headers, extra=f"{user}|{marker['gen']}",
+            marker.vary, request.headers, extra=f"{user}|{marker.gen}",
         )  # fmt: skip
 
     def bypass_reason(self, request: Request, view: ViewOptions | None) -> str | None:
@@ -131,14 +178,14 @@ class HttpCacheBase:
         )
 
     # -- serving -------------------------------------------------------------------------------
-    def _serve(self, request: Request, stored: dict[str, Any], state: str) -> Response:
+    def _serve(self, request: Request, stored: StoredResponse, state: str) -> Response:
         """A stored response as sent: current Age, X-Cache, 304 or HEAD handled (R1, R2, K7)."""
         drop = {"age"}
         if self.settings.header_name:
             drop.add(self.settings.header_name.lower())
-        headers = [(k, v) for k, v in stored["h"] if k.lower() not in drop]
-        headers.append(("Age", http.age_header(stored["t"], self.cache._clock())))
-        return self._finish(request, Response(stored["s"], headers, stored["b"]), state)
+        headers = [(k, v) for k, v in stored.headers if k.lower() not in drop]
+        headers.append(("Age", http.age_header(stored.stored_at, self.cache.clock())))
+        return self._finish(request, Response(stored.status, headers, stored.body), state)
 
     def _finish(self, request: Request, response: Response, state: str) -> Response:
         """Add X-Cache, then answer 304 or strip the body of a HEAD as the request asks."""
@@ -188,7 +235,7 @@ class HttpCacheBase:
             origin_driven=view is None,
             cacheable_statuses=settings.cacheable_statuses,
             request_has_authorization=bool(http.get_one(request.headers, "authorization")),
-            now=self.cache._clock(),
+            now=self.cache.clock(),
         )
         if not decision.ok:
             return None
@@ -207,16 +254,13 @@ class HttpCacheBase:
             ttl = self.cache.default_ttl
         return (float(ttl) if ttl is not None else 300.0), view.stale_ttl, view.stale_ttl
 
-    def _stored(self, response: Response, revalidate_window: float) -> dict[str, Any]:
+    def _stored(self, response: Response, revalidate_window: float) -> StoredResponse:
         drop = (self.settings.header_name,) if self.settings.header_name else ()
         headers = http.strip_for_storage(response.headers, drop=drop)
-        now = self.cache._clock()
+        now = self.cache.clock()
         if not http.get_all(headers, "date"):
             headers.append(("Date", http.http_date(now)))  # R2: served unchanged
-        # "w": how long past freshness it may be served STALE while one request re-renders;
-        # the entry itself lives longer when stale-if-error allows more (error fallback only).
-        return {"s": response.status, "h": [list(h) for h in headers], "b": response.body,
-                "t": now, "w": revalidate_window}  # fmt: skip
+        return StoredResponse(response.status, headers, response.body, now, revalidate_window)
 
     def _stale_for_error(self, lookup: Lookup, response: Response) -> Response | None:
         """stale-if-error: a 5xx with a stale copy at hand serves the copy instead."""
@@ -224,33 +268,13 @@ class HttpCacheBase:
             return None
         return self._serve(lookup.request, lookup.stale, STALE)
 
-    def _claim_local(self, key: str, seconds: float) -> str | None:
-        now = time.monotonic()
-        current = self._claims.get(key)
-        if current is not None and current[0] > now:
-            return None
-        if len(self._claims) > 10_000:
-            self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
-        token = secrets.token_hex(8)
-        self._claims[key] = (now + seconds, token)
-        return token
+    def _state_of(self, entry: Entry) -> str:
+        return HIT if self.cache.clock() < entry.fresh_until else STALE
 
-    def _release_local(self, key: str, token: str) -> None:
-        # Only the claim's owner releases it: a late release must not free someone else's.
-        current = self._claims.get(key)
-        if current is not None and current[1] == token:
-            del self._claims[key]
-
-    def _entry_state(self, entry: Entry | None) -> str | None:
-        if entry is None:
-            return None
-        return HIT if self.cache._clock() < entry.fresh_until else STALE
-
-    def _revalidating(self, entry: Entry, stored: dict[str, Any]) -> bool:
+    def _revalidating(self, entry: Entry, stored: StoredResponse) -> bool:
         """Whether a stale copy is still inside its serve-STALE window (not just kept for
         stale-if-error)."""
-        window = stored.get("w", entry.stale_until - entry.fresh_until)
-        return bool(self.cache._clock() < entry.fresh_until + window)
+        return self.cache.clock() < entry.fresh_until + stored.revalidate_window
 
 
 def _set(headers: Headers, name: str, value: str) -> None:

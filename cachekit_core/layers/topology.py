@@ -17,7 +17,7 @@ import difflib
 import functools
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote
@@ -68,16 +68,14 @@ class Topology:
             return cls("cluster", plain, redact_url(url))
         return cls("standalone", plain, redact_url(url))
 
-    def check_options(self, options: Mapping[str, Any]) -> None:
+    def check_options(self, options: Mapping[str, Any], also: Iterable[str] = ()) -> None:
         """Refuse keywords redis-py would only reject on first use (in the listener thread
-        too, where nobody would see it): typos must fail at start-up."""
+        too, where nobody would see it): typos must fail at start-up. ``also``: other names
+        the caller accepts, offered as hints too (``Cache.from_url`` passes its own)."""
         known = _known_options(self.kind)
         for name in options:
             if name not in known:
-                # Cache.from_url hands on what is not its own: the typo may be one of those.
-                from ..cache import FROM_URL_KEYWORDS  # late: cache.py imports this module
-
-                hint = difflib.get_close_matches(name, [*known, *FROM_URL_KEYWORDS], n=1)
+                hint = difflib.get_close_matches(name, [*known, *also], n=1)
                 raise ConfigurationError(
                     f"RedisLayer: unknown option {name!r}"
                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
@@ -161,7 +159,7 @@ class Topology:
             return cast("redis.asyncio.Redis", master)
         import redis.asyncio
 
-        # max_connections is enforced in front of the pool (see _async_limit.py): its
+        # max_connections is enforced in front of the pool (see _permits.py): its
         # blocking variant would cost a task and a timeout per command.
         return redis.asyncio.Redis.from_url(self.url, **options)
 

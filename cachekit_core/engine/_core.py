@@ -1,4 +1,8 @@
-"""State and I/O-free helpers shared by the sync and async engines."""
+"""The engine's state and its I/O-free steps, shared by the sync and async operations.
+
+The engine depends on the layer protocols of ``layers/base.py`` only: an optional in-process
+``LocalLayer`` (L1) in front of an optional ``SharedLayer`` (L2).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import logging
 import math
 import random
+import secrets
 import threading
 import time
 import uuid
@@ -16,17 +21,18 @@ from typing import Any
 
 import msgpack
 
-from ._concurrency import AsyncFlights, SyncFlights
-from .entry import Codec, CorruptEntry, Entry
-from .exceptions import ConfigurationError, SerializationError
-from .keys import KeySpace
-from .layers.memory import MemoryLayer
-from .layers.redis import RedisLayer
-from .serializers import Serializer, get_serializer
+from .._concurrency import AsyncFlights, SyncFlights
+from .._throttle import Throttle
+from ..entry import Codec, CorruptEntry, Entry
+from ..exceptions import ConfigurationError, SerializationError
+from ..keys import KeySpace
+from ..layers.base import LocalLayer, SharedLayer
+from ..layers.memory import MemoryLayer
+from ..serializers import Serializer, get_serializer
 
 log = logging.getLogger("cachekit")
 
-Layer = MemoryLayer | RedisLayer
+Layer = LocalLayer | SharedLayer
 # More distinct invalidated tags than this and the local generation map is reset (with L1).
 MAX_LOCAL_TAGS = 100_000
 # Entries whose tag keys this process remembers for one-round-trip reads (see _remember_tags).
@@ -53,7 +59,7 @@ class Counters:
         return asdict(self)
 
 
-class CacheCore:
+class EngineCore:
     def __init__(
         self,
         layers: Sequence[Layer] | None = None,
@@ -71,10 +77,10 @@ class CacheCore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         layers = list(layers) if layers is not None else [MemoryLayer()]
-        self._local, self._shared = _split_layers(layers)
+        self.local, self.shared = _split_layers(layers)
         self.layers = layers
         self.namespace = namespace
-        self._keys = KeySpace(namespace)
+        self.keyspace = KeySpace(namespace)
         if not 0 <= jitter < 1:
             raise ConfigurationError("jitter must be in [0, 1): it is a fraction of the TTL")
         self.default_ttl = default_ttl
@@ -87,7 +93,7 @@ class CacheCore:
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
         self._lock_px = max(1, int(lock_ttl * 1000))
-        self._clock = clock
+        self.clock = clock
         self._origin = uuid.uuid4().hex  # tells this cache's own broadcasts from others'
         # Local tag generations: an L1 entry is valid while the generation of each of its tags
         # equals the one recorded when it entered L1. Missing tags read as _gens_floor, which
@@ -103,22 +109,30 @@ class CacheCore:
         self._add_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._last_corrupt_log = 0.0
+        self._corrupt_log = Throttle()
+        # In-process claims (memory-only caches): key -> (monotonic expiry, owner token).
+        self._claims: dict[str, tuple[float, str]] = {}
         self.counters = Counters()
-        if self._shared is not None:
-            self._shared.bind(self._keys, raise_on_error=raise_on_error)
+        if self.shared is not None:
+            self.shared.bind(self.keyspace, raise_on_error=raise_on_error)
+
+    @property
+    def secret_key(self) -> bytes | None:
+        """The key entries are signed with (None: unsigned)."""
+        return self._codec.secret_key
 
     # -- tags and local generations ----------------------------------------------------------
     def _tag_keys(self, tags: Iterable[str]) -> tuple[str, ...]:
         if isinstance(tags, str):
             raise TypeError("tags must be a list of strings, not one string")
-        return tuple(dict.fromkeys(self._keys.tag(t) for t in tags))
+        return tuple(dict.fromkeys(self.keyspace.tag(t) for t in tags))
 
     def _snapshot_gens(self, tag_keys: tuple[str, ...]) -> tuple[int, ...]:
         gens, floor = self._gens, self._gens_floor
         return tuple(gens.get(t, floor) for t in tag_keys)
 
-    def _tags_current(self, entry: Entry) -> bool:
+    def tags_current(self, entry: Entry) -> bool:
+        """Whether none of ``entry``'s tags was invalidated since it entered L1."""
         gens, floor = self._gens, self._gens_floor
         for tag, gen in zip(entry.tags, entry.gens, strict=False):
             if gens.get(tag, floor) != gen:
@@ -126,7 +140,7 @@ class CacheCore:
         return len(entry.gens) == len(entry.tags)
 
     def _usable(self, entry: Entry, now: float) -> bool:
-        return now < entry.stale_until and (not entry.tags or self._tags_current(entry))
+        return now < entry.stale_until and (not entry.tags or self.tags_current(entry))
 
     def _bump_local(self, tag_keys: Iterable[str]) -> None:
         self._seq += 1
@@ -140,16 +154,16 @@ class CacheCore:
         self._seq += 1
         self._gens_floor = max([self._gens_floor, self._seq, *self._gens.values()]) + 1
         self._gens.clear()
-        if self._local is not None:
-            self._local.clear()
+        if self.local is not None:
+            self.local.clear()
 
     # -- L1 ------------------------------------------------------------------------------------
     def _fill_local(self, key: str, entry: Entry, now: float, gens: tuple[int, ...] | None) -> None:
-        local = self._local
+        local = self.local
         if local is None:
             return
-        if self._shared is not None:
-            self._shared.start_listener(self._on_message, self._on_connect)
+        if self.shared is not None:
+            self.shared.start_listener(self._on_message, self._on_connect)
             if local.ttl is not None:
                 entry.local_fresh_until = min(entry.fresh_until, now + local.ttl)
         entry.gens = self._snapshot_gens(entry.tags) if gens is None else gens
@@ -173,7 +187,7 @@ class CacheCore:
             self._bump_local(items)
         elif kind == "k":
             self._seq += 1
-            local = self._local
+            local = self.local
             if local is not None:
                 for key in items:
                     local.delete(key)
@@ -182,14 +196,14 @@ class CacheCore:
 
     def _incr_local(self, key: str, delta: int) -> int:
         """``incr`` for a memory-only cache: the thread lock makes read-modify-write atomic."""
-        local = self._local
+        local = self.local
         assert local is not None
         with self._add_lock:
             entry = local.get(key)
             if (
                 entry is None
-                or not self._usable(entry, self._clock())
-                or (self._clock() >= entry.fresh_until)
+                or not self._usable(entry, self.clock())
+                or (self.clock() >= entry.fresh_until)
             ):
                 raise ValueError(f"Key {key!r} not found")
             new = incremented(key, entry, delta)
@@ -220,10 +234,10 @@ class CacheCore:
             return None
         if self.jitter and not math.isinf(ttl):
             ttl *= 1 + random.uniform(-self.jitter, self.jitter)
-        local = self._local
-        if self._shared is None and local is not None and local.ttl is not None:
+        local = self.local
+        if self.shared is None and local is not None and local.ttl is not None:
             ttl = min(ttl, local.ttl)  # memory-only: the layer's TTL caps every entry
-        now = self._clock()
+        now = self.clock()
         return Entry(value, now + ttl, now + ttl + max(stale_ttl, 0.0), tag_keys, delta)
 
     def _encode(self, key: str, entry: Entry, versions: list[int]) -> bytes:
@@ -243,14 +257,13 @@ class CacheCore:
         try:
             return self._codec.decode(blob, key)
         except CorruptEntry as exc:
-            self._corrupt(exc)
+            self.report_corrupt(exc)
             return None
 
-    def _corrupt(self, reason: object) -> None:
+    def report_corrupt(self, reason: object) -> None:
+        """Count an unreadable entry (a miss) and log it, at most once per 10 s."""
         self.counters.corrupt += 1
-        now = time.monotonic()
-        if now - self._last_corrupt_log > 10.0:
-            self._last_corrupt_log = now
+        if self._corrupt_log.ready():
             log.warning(
                 "cachekit: unreadable entry treated as a miss (namespace=%s): %s",
                 self.namespace,
@@ -262,7 +275,7 @@ class CacheCore:
         try:
             now = [int(v) if v is not None else 0 for v in current]
         except (TypeError, ValueError):
-            self._corrupt("unreadable tag version")
+            self.report_corrupt("unreadable tag version")
             return False
         if now != versions:
             self.counters.tag_misses += 1
@@ -278,17 +291,17 @@ class CacheCore:
             return None
         entry, versions = decoded
         if len(row) - 1 != len(versions):
-            self._corrupt("tag versions missing")
+            self.report_corrupt("tag versions missing")
             return None
         return entry if self._versions_current(key, versions, row[1:]) else None
 
     def _tags_in_namespace(self, entry: Entry) -> bool:
         # Unsigned entries can be forged: never read keys other than our namespace's tag keys
         # (which also keeps every tag read within one cluster slot).
-        prefix = self._keys.tag_prefix
+        prefix = self.keyspace.tag_prefix
         if all(tag.startswith(prefix) for tag in entry.tags):
             return True
-        self._corrupt("tag key outside the namespace")
+        self.report_corrupt("tag key outside the namespace")
         return False
 
     def _remember_tags(self, ekey: str, tag_keys: tuple[str, ...]) -> None:
@@ -324,40 +337,36 @@ class CacheCore:
         self._tasks.add(task)  # keep a reference: the loop only holds weak ones
         task.add_done_callback(self._tasks.discard)
 
+    # -- in-process claims (a memory-only cache's locks) --------------------------------------
+    def _claim_local(self, key: str, seconds: float) -> str | None:
+        now = time.monotonic()
+        current = self._claims.get(key)
+        if current is not None and current[0] > now:
+            return None
+        if len(self._claims) > 10_000:
+            self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
+        token = secrets.token_hex(16)
+        self._claims[key] = (now + seconds, token)
+        return token
+
+    def _release_local(self, key: str, token: str) -> None:
+        # Only the claim's owner releases it: a late release must not free someone else's.
+        current = self._claims.get(key)
+        if current is not None and current[1] == token:
+            del self._claims[key]
+
     # -- observability -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counters: hits and misses per layer, loader calls, stale serves, lock waits, errors,
         and the circuit breaker's state."""
         layers: dict[str, dict[str, Any]] = {}
-        if self._local is not None:
-            local = self._local
-            layers["memory"] = {
-                "hits": local.hits,
-                "misses": local.misses,
-                "entries": len(local),
-                "size": local.currsize,
-            }
+        if self.local is not None:
+            layers[self.local.name] = self.local.stats()
         circuit = "none"
         errors = 0
-        if self._shared is not None:
-            shared = self._shared
-            circuit = shared.breaker.state
-            errors = shared.errors
-            layers["redis"] = {
-                "hits": shared.hits,
-                "misses": shared.misses,
-                "errors": shared.errors,
-                "skipped": shared.skipped,
-                "circuit": circuit,
-                "circuit_opened": shared.breaker.opened,
-                "circuit_opened_at": shared.breaker.opened_at,
-                "timeouts": shared.timeouts,
-                "slow_calls": shared.slow_calls,
-                "listening": shared.listening,
-                "pending_invalidations": len(shared.pending.tags)
-                + len(shared.pending.keys)
-                + int(shared.pending.clear),
-            }
+        if self.shared is not None:
+            shared = layers[self.shared.name] = self.shared.stats()
+            circuit, errors = shared["circuit"], shared["errors"]
         return {
             "namespace": self.namespace,
             "layers": layers,
@@ -374,13 +383,14 @@ def incremented(key: str, entry: Entry, delta: int) -> Entry:
     return Entry(entry.value + delta, entry.fresh_until, entry.fresh_until, entry.tags)
 
 
-def _split_layers(layers: list[Layer]) -> tuple[MemoryLayer | None, RedisLayer | None]:
-    """Accept [memory], [redis] or [memory, redis]: L1 in front of one shared L2."""
-    local = shared = None
+def _split_layers(layers: list[Layer]) -> tuple[LocalLayer | None, SharedLayer | None]:
+    """Accept [local], [shared] or [local, shared]: L1 in front of one shared L2."""
+    local: LocalLayer | None = None
+    shared: SharedLayer | None = None
     for position, layer in enumerate(layers):
-        if isinstance(layer, MemoryLayer) and position == 0:
+        if not layer.shared and position == 0:
             local = layer
-        elif isinstance(layer, RedisLayer) and shared is None:
+        elif layer.shared and shared is None:
             shared = layer
         else:
             raise ConfigurationError(

@@ -54,20 +54,19 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._async.writes import AsyncWriteBehindOps
-from ._sync.writes import SyncWriteBehindOps
-from ._writebase import FlushFn, Item
+from ._async.worker import AsyncWriteBehindOps
+from ._base import FlushFn, Item
+from ._sync.worker import SyncWriteBehindOps
 
 if TYPE_CHECKING:
-    from ._async.engine import AsyncCacheOps
-    from ._sync.engine import SyncCacheOps
+    from ..engine import Engine
 
 __all__ = ["FlushFn", "Item", "WriteBehind", "awrite_through", "write_through"]
 
 
 # -- write-through -------------------------------------------------------------------------------
 def write_through(
-    cache: SyncCacheOps,
+    cache: Engine,
     key: str,
     value: Any,
     writer: Callable[[Any], Any],
@@ -94,7 +93,7 @@ def write_through(
 
 
 async def awrite_through(
-    cache: AsyncCacheOps,
+    cache: Engine,
     key: str,
     value: Any,
     writer: Callable[[Any], Any],

@@ -14,27 +14,28 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .. import tracing
-from .._concurrency import Abandoned, sync_call, sync_sleep
-from .._core import CacheCore, incremented, log
-from ..entry import Entry
-from ..exceptions import CacheUnavailable
-from ..policy import Policy
+from ... import tracing
+from ..._concurrency import Abandoned, sync_call, sync_sleep
+from ...entry import Entry
+from ...exceptions import CacheUnavailable
+from ...policy import Policy
+from ...results import HIT, READ_MISS, READ_UNAVAILABLE, UNAVAILABLE, UNTAGGED, Read, TagSnapshot
+from .._core import EngineCore, incremented, log
 
 
-class SyncCacheOps(CacheCore):
+class SyncEngineOps(EngineCore):
     # -- public API ------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
         """Return the fresh value cached under ``key``, or ``default``."""
-        entry = self._lookup(key)
-        if entry is None or self._clock() >= entry.fresh_until:
+        entry = (self.read(key)).entry
+        if entry is None or self.clock() >= entry.fresh_until:
             return default
         return entry.value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys that hold a fresh value."""
         found = self._lookup_many(list(keys))
-        now = self._clock()
+        now = self.clock()
         return {key: e.value for key, e in found.items() if now < e.fresh_until}
 
     def set(
@@ -56,22 +57,50 @@ class SyncCacheOps(CacheCore):
         tags: Iterable[str] = (),
         stale_ttl: float = 0.0,
     ) -> bool:
+        snapshot = self.snapshot(tags)
+        stored, _ = self._store(mapping, ttl, stale_ttl, snapshot)
+        return stored
+
+    def snapshot(self, tags: Iterable[str]) -> TagSnapshot:
+        """The current versions of ``tags``, to take *before* computing what ``awrite`` will
+        store with them: an invalidation in between then leaves the value stale at once."""
         tag_keys = self._tag_keys(tags)
+        if not tag_keys:
+            return UNTAGGED
         gens = self._snapshot_gens(tag_keys)
+        return TagSnapshot(tag_keys, gens, self._shared_versions(tag_keys))
+
+    def write(
+        self,
+        mapping: Mapping[str, Any],
+        *,
+        ttl: float | None = None,
+        stale_ttl: float = 0.0,
+        snapshot: TagSnapshot = UNTAGGED,
+    ) -> bool:
+        """Store ``mapping`` with the tags of ``snapshot`` (see ``asnapshot``); ``ttl`` <= 0
+        deletes. True if every value reached the shared layer (memory-only: if stored)."""
+        _, shared = self._store(mapping, ttl, stale_ttl, snapshot)
+        return shared
+
+    def _store(
+        self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float, snap: TagSnapshot
+    ) -> tuple[bool, bool]:
         entries: dict[str, Entry] = {}
         expired: list[str] = []
         for key, value in mapping.items():
-            entry = self._new_entry(value, ttl, stale_ttl, tag_keys, 0.0)
+            entry = self._new_entry(value, ttl, stale_ttl, snap.tag_keys, 0.0)
             if entry is None:
                 expired.append(key)
             else:
                 entries[key] = entry
+        delivered = True
         if expired:
-            self.delete_many(expired)
+            delivered = self.invalidate(expired)
         if not entries:
-            return False
-        versions = self._shared_versions(tag_keys)
-        return self._write_entries(entries, versions, gens)
+            return False, delivered
+        stored, shared = self._write_entries(entries, snap.versions, snap.gens)
+        return stored, shared and delivered
 
     def add(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> bool:
         """Store ``value`` only if ``key`` holds no fresh value. True if it was stored."""
@@ -80,24 +109,24 @@ class SyncCacheOps(CacheCore):
         entry = self._new_entry(value, ttl, 0.0, tag_keys, 0.0)
         if entry is None:
             return False
-        shared = self._shared
+        shared = self.shared
         if shared is None:
             with self._add_lock:
-                current = self._local.get(key) if self._local is not None else None
+                current = self.local.get(key) if self.local is not None else None
                 if (
                     current is not None
-                    and self._usable(current, self._clock())
-                    and self._clock() < current.fresh_until
+                    and self._usable(current, self.clock())
+                    and self.clock() < current.fresh_until
                 ):
                     return False
-                self._fill_local(key, entry, self._clock(), gens)
+                self._fill_local(key, entry, self.clock(), gens)
                 return True
         versions = self._shared_versions(tag_keys)
         if versions is None:
             return False
-        ekey = self._keys.entry(key)
+        ekey = self.keyspace.entry(key)
         blob = self._encode(key, entry, versions)
-        px = entry.ttl_ms(self._clock())
+        px = entry.ttl_ms(self.clock())
         stored = shared.add(ekey, blob, px, key, self._origin)
         if not stored:
             # SET NX also refuses when Redis holds an entry that is no longer fresh (stale,
@@ -107,13 +136,13 @@ class SyncCacheOps(CacheCore):
             current = self._decode_row(key, row)
             if row is None or row[0] is None:
                 return False
-            if current is not None and self._clock() < current.fresh_until:
+            if current is not None and self.clock() < current.fresh_until:
                 return False
             if not shared.delete_if(ekey, row[0]):
                 return False
             stored = shared.add(ekey, blob, px, key, self._origin)
-        if stored and self._local is not None:
-            self._fill_local(key, entry, self._clock(), gens)
+        if stored and self.local is not None:
+            self._fill_local(key, entry, self.clock(), gens)
         return stored
 
     def delete(self, key: str) -> bool:
@@ -121,48 +150,60 @@ class SyncCacheOps(CacheCore):
         return self.delete_many([key]) > 0
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        keys = list(keys)
+        removed, _ = self._remove(list(keys))
+        return removed
+
+    def invalidate(self, keys: Iterable[str]) -> bool:
+        """Remove ``keys`` from every layer and every process's L1. True if Redis was reached
+        (memory-only: always); otherwise the deletion is replayed once Redis is back."""
+        _, delivered = self._remove(list(keys))
+        return delivered
+
+    def _remove(self, keys: list[str]) -> tuple[int, bool]:
         removed = 0
-        local = self._local
+        local = self.local
         if local is not None:
             for key in keys:
                 removed += local.delete(key)
-        shared = self._shared
-        if shared is not None and keys:
-            count = shared.delete({self._keys.entry(k): k for k in keys}, self._origin)
-            if count is not None:
-                removed = max(removed, count)
-        return removed
+        shared = self.shared
+        if shared is None or not keys:
+            return removed, True
+        count = shared.delete({self.keyspace.entry(k): k for k in keys}, self._origin)
+        if count is None:
+            return removed, False
+        return max(removed, count), True
 
     def has_key(self, key: str) -> bool:
         """Whether ``key`` holds a fresh value."""
-        entry = self._lookup(key)
-        return entry is not None and self._clock() < entry.fresh_until
+        entry = (self.read(key)).entry
+        return entry is not None and self.clock() < entry.fresh_until
 
     def touch(self, key: str, ttl: float | None = None) -> bool:
         """Give ``key`` a new TTL from now, keeping its value and tags. False if absent."""
-        entry = self._lookup(key)
-        if entry is None or self._clock() >= entry.fresh_until:
+        entry = (self.read(key)).entry
+        if entry is None or self.clock() >= entry.fresh_until:
             return False
         new = self._new_entry(entry.value, ttl, 0.0, entry.tags, entry.delta)
         if new is None:
             return self.delete(key)
         versions = self._shared_versions(entry.tags)
-        return self._write_entries({key: new}, versions, self._snapshot_gens(entry.tags))
+        gens = self._snapshot_gens(entry.tags)
+        stored, _ = self._write_entries({key: new}, versions, gens)
+        return stored
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Add ``delta`` to the integer under ``key`` atomically (across processes, under the
         key's lock) and return it; the TTL is kept. Raises ValueError if the key is absent."""
-        shared = self._shared
+        shared = self.shared
         if shared is None:
             return self._incr_local(key, delta)
-        lock_key, token = self._keys.lock(key), secrets.token_hex(16)
+        lock_key, token = self.keyspace.lock(key), secrets.token_hex(16)
         held = shared.acquire(lock_key, token, self._lock_px)
         if held is False:
             held = self._wait_lock_owner(key, lock_key, token, reread=False)
         try:
-            entry = self._lookup(key)
-            if entry is None or self._clock() >= entry.fresh_until:
+            entry = (self.read(key)).entry
+            if entry is None or self.clock() >= entry.fresh_until:
                 raise ValueError(f"Key {key!r} not found")
             new = incremented(key, entry, delta)
             versions = self._shared_versions(entry.tags)
@@ -185,18 +226,20 @@ class SyncCacheOps(CacheCore):
     ) -> Any:
         """Return the cached value, or call ``loader`` once (per key, across processes)."""
         policy = Policy(ttl, tuple(tags), stale_ttl, negative_ttl, early_refresh, lock)
-        return self._resolve(key, loader, policy)
+        return self.resolve(key, loader, policy)
 
-    def invalidate_tags(self, *tags: str | Iterable[str]) -> None:
-        """Make every entry carrying any of ``tags`` a miss, in every layer and process."""
+    def invalidate_tags(self, *tags: str | Iterable[str]) -> bool:
+        """Make every entry carrying any of ``tags`` a miss, in every layer and process.
+        True if Redis was reached (memory-only: always); otherwise the bump is replayed once
+        Redis is back (and ``raise_on_error`` raises CacheUnavailable)."""
         tag_keys = self._tag_keys(_flatten(tags))
         if not tag_keys:
-            return
+            return True
         self._bump_local(tag_keys)
         self.counters.invalidations += len(tag_keys)
-        shared = self._shared
+        shared = self.shared
         if shared is None:
-            return
+            return True
         try:
             delivered = shared.bump_tags(list(tag_keys), self._origin)
         except CacheUnavailable:
@@ -204,50 +247,77 @@ class SyncCacheOps(CacheCore):
             raise
         if not delivered:
             self._invalidation_failed(tag_keys)
+        return delivered
 
-    def clear(self) -> None:
-        """Remove every entry of this namespace (and only this namespace) from every layer."""
+    def clear(self) -> bool:
+        """Remove every entry of this namespace (and only this namespace) from every layer.
+        True if Redis was reached (memory-only: always)."""
         self._reset_local_tags()
-        shared = self._shared
-        if shared is not None and not shared.clear(self._origin):
+        shared = self.shared
+        if shared is None:
+            return True
+        delivered = shared.clear(self._origin)
+        if not delivered:
             self._invalidation_failed(("clear",))
+        return delivered
+
+    def claim(self, key: str, seconds: float) -> str | None:
+        """Claim ``key`` exclusively for ``seconds`` (a Redis lock, or in process for a
+        memory-only cache); the token to release it with, or None if someone holds it (or
+        Redis could not be asked)."""
+        shared = self.shared
+        if shared is None:
+            return self._claim_local(key, seconds)
+        token = secrets.token_hex(16)
+        held = shared.acquire(self.keyspace.lock(key), token, max(1, int(seconds * 1000)))
+        return token if held else None
+
+    def release(self, key: str, token: str) -> None:
+        """Give back a claim (only its owner's token releases it)."""
+        shared = self.shared
+        if shared is None:
+            self._release_local(key, token)
+        else:
+            shared.release(self.keyspace.lock(key), token)
 
     # -- the read path -----------------------------------------------------------------------
-    def _lookup(self, key: str) -> Entry | None:
-        """The single-key read path (the hot one): L1, then one Redis round trip."""
-        now = self._clock()
-        local = self._local
+    def read(self, key: str) -> Read:
+        """Look ``key`` up in every layer: HIT (the entry may be fresh or still stale-servable:
+        see ``Read.is_fresh``), MISS, or UNAVAILABLE when Redis could not be asked (then the
+        entry, if any, is this process's copy). This is the hot read path."""
+        now = self.clock()
+        local = self.local
         fallback = None
         if local is not None:
             entry = local.get(key)
             if entry is not None:
-                if now < entry.local_fresh_until and (not entry.tags or self._tags_current(entry)):
+                if now < entry.local_fresh_until and (not entry.tags or self.tags_current(entry)):
                     local.hits += 1
-                    return entry
+                    return Read(HIT, entry)
                 if self._usable(entry, now):
                     fallback = entry
                 else:
                     local.delete(key)
             local.misses += 1
-        shared = self._shared
+        shared = self.shared
         if shared is None:
-            return fallback
+            return READ_MISS if fallback is None else Read(HIT, fallback)
         seq = self._seq  # see _alookup_many
-        ekey = self._keys.entry(key)
+        ekey = self.keyspace.entry(key)
         guess = self._tag_guess.get(ekey, ())
         row = shared.read_one(ekey, guess)
-        if row is None:
-            return fallback  # Redis unavailable: keep serving what L1 holds
+        if row is None:  # Redis unavailable: keep serving what L1 holds
+            return READ_UNAVAILABLE if fallback is None else Read(UNAVAILABLE, fallback)
         entry = self._decode_one(key, ekey, row, guess)
         if entry is not None and now < entry.stale_until:
             shared.hits += 1
             if local is not None and seq == self._seq:
                 self._fill_local(key, entry, now, None)
-            return entry
+            return Read(HIT, entry)
         shared.misses += 1
         if fallback is not None and now >= fallback.fresh_until:
-            return fallback  # stale-while-revalidate from the local copy
-        return None
+            return Read(HIT, fallback)  # stale-while-revalidate from the local copy
+        return READ_MISS
 
     def _decode_one(
         self, key: str, ekey: str, row: list[bytes | None], guess: tuple[str, ...]
@@ -268,7 +338,7 @@ class SyncCacheOps(CacheCore):
             self._remember_tags(ekey, entry.tags)
             if not entry.tags:
                 return entry
-            shared = self._shared
+            shared = self.shared
             assert shared is not None
             current = shared.tag_versions(list(entry.tags))
         if current is None:
@@ -277,11 +347,11 @@ class SyncCacheOps(CacheCore):
 
     def _lookup_many(self, keys: list[str]) -> dict[str, Entry]:
         """Fresh or still-stale-servable entries, filling L1 from L2."""
-        now = self._clock()
+        now = self.clock()
         found: dict[str, Entry] = {}
         fallback: dict[str, Entry] = {}
         need: list[str] = []
-        local = self._local
+        local = self.local
         for key in keys:
             if local is not None:
                 entry = local.get(key)
@@ -296,14 +366,14 @@ class SyncCacheOps(CacheCore):
                         fallback[key] = entry
                 local.misses += 1
             need.append(key)
-        shared = self._shared
+        shared = self.shared
         if shared is None or not need:
             found.update(fallback)
             return found
         # A broadcast arriving during the read bumps _seq: then the copy we read may already
         # be invalid, so it is returned but not kept in L1.
         seq = self._seq
-        rows = shared.read([self._keys.entry(k) for k in need])
+        rows = shared.read([self.keyspace.entry(k) for k in need])
         if rows is None:
             # Redis unavailable: keep serving what L1 holds, even past its L1 trust window.
             found.update(fallback)
@@ -322,10 +392,11 @@ class SyncCacheOps(CacheCore):
                 found[key] = stale  # stale-while-revalidate from the local copy
         return found
 
-    def _resolve(self, key: str, loader: Callable[[], Any], policy: Policy) -> Any:
-        entry = self._lookup(key)
+    def resolve(self, key: str, loader: Callable[[], Any], policy: Policy) -> Any:
+        """``get_or_set`` with a prepared ``Policy`` (what ``@cached`` calls on an L1 miss)."""
+        entry = (self.read(key)).entry
         if entry is not None:
-            now = self._clock()
+            now = self.clock()
             if now < entry.fresh_until:
                 if policy.early_refresh and _xfetch_due(entry, now, policy.early_refresh):
                     self.counters.early_refreshes += 1
@@ -357,21 +428,21 @@ class SyncCacheOps(CacheCore):
         return value
 
     def _load_locked(self, key: str, loader: Callable[[], Any], policy: Policy) -> Any:
-        shared = self._shared
+        shared = self.shared
         if shared is None or not policy.lock:
             # Another flight may have finished just before this one started.
-            entry = self._lookup(key)
-            if entry is not None and self._clock() < entry.fresh_until:
+            entry = (self.read(key)).entry
+            if entry is not None and self.clock() < entry.fresh_until:
                 return entry.value
             return self._compute(key, loader, policy, entry)
-        lock_key, token = self._keys.lock(key), secrets.token_hex(16)
+        lock_key, token = self.keyspace.lock(key), secrets.token_hex(16)
         held = shared.acquire(lock_key, token, self._lock_px)
         if held is False:
             held = self._wait_lock_owner(key, lock_key, token)
         try:
             # Re-read after taking the lock: its previous owner may have just stored the value.
-            entry = self._lookup(key)
-            if entry is not None and self._clock() < entry.fresh_until:
+            entry = (self.read(key)).entry
+            if entry is not None and self.clock() < entry.fresh_until:
                 return entry.value
             return self._compute(key, loader, policy, entry)
         finally:
@@ -381,7 +452,7 @@ class SyncCacheOps(CacheCore):
     def _wait_lock_owner(self, key: str, lock_key: str, token: str, *, reread: bool = True) -> bool:
         """Wait (bounded, with backoff) while another process holds the key's lock; True if we
         got the lock. With ``reread``, stop early once the owner has stored a fresh value."""
-        shared = self._shared
+        shared = self.shared
         assert shared is not None
         self.counters.lock_waits += 1
         deadline = time.monotonic() + self.lock_wait
@@ -390,8 +461,8 @@ class SyncCacheOps(CacheCore):
             sync_sleep(delay)
             delay = min(delay * 2, 0.05)
             if reread:
-                entry = self._lookup(key)
-                if entry is not None and self._clock() < entry.fresh_until:
+                entry = (self.read(key)).entry
+                if entry is not None and self.clock() < entry.fresh_until:
                     return False  # the caller's re-read finds it
             held = shared.acquire(lock_key, token, self._lock_px)
             if held is not False:
@@ -421,7 +492,7 @@ class SyncCacheOps(CacheCore):
         except Exception:
             self.counters.loader_errors += 1
             self._observe_load(time.perf_counter() - started, True)
-            if stale is not None and self._clock() < stale.stale_until:
+            if stale is not None and self.clock() < stale.stale_until:
                 self.counters.stale_serves += 1
                 log.warning("cachekit: loader failed, serving stale (namespace=%s)", self.namespace)
                 return stale.value
@@ -446,18 +517,18 @@ class SyncCacheOps(CacheCore):
         value: Any = None
         error: BaseException | None = Abandoned()
         try:
-            shared = self._shared
-            lock_key, token = self._keys.lock(key), secrets.token_hex(16)
+            shared = self.shared
+            lock_key, token = self.keyspace.lock(key), secrets.token_hex(16)
             held = None
             if shared is not None and policy.lock:
                 held = shared.acquire(lock_key, token, self._lock_px)
                 if held is False:
                     return  # another process is refreshing it
             try:
-                current = self._lookup(key)
+                current = (self.read(key)).entry
                 if (
                     current is not None
-                    and self._clock() < current.fresh_until
+                    and self.clock() < current.fresh_until
                     and (not policy.early_refresh or current.delta == 0)
                 ):
                     value, error = current.value, None
@@ -475,34 +546,38 @@ class SyncCacheOps(CacheCore):
     # -- writes ------------------------------------------------------------------------------
     def _shared_versions(self, tag_keys: tuple[str, ...]) -> list[int] | None:
         """Current Redis versions of ``tag_keys``; None if Redis is unavailable."""
-        shared = self._shared
+        shared = self.shared
         if shared is None or not tag_keys:
             return []
         return shared.tag_versions(list(tag_keys))
 
     def _write_entries(
         self, entries: dict[str, Entry], versions: list[int] | None, gens: tuple[int, ...]
-    ) -> bool:
-        now = self._clock()
-        stored = False
-        shared = self._shared
-        if shared is not None and versions is None:
+    ) -> tuple[bool, bool]:
+        """Write entries to every layer: (stored anywhere, stored in the shared layer or there
+        is none)."""
+        now = self.clock()
+        stored = shared_ok = False
+        shared = self.shared
+        if shared is None:
+            shared_ok = True
+        elif versions is None:
             # Redis was unreachable for the tag versions: the old value it holds must be
             # deleted (and other processes told) once it is back.
-            shared.remember(keys={self._keys.entry(k): k for k in entries})
-        elif shared is not None and versions is not None:
+            shared.remember({self.keyspace.entry(k): k for k in entries})
+        else:
             items = [
-                (self._keys.entry(k), k, self._encode(k, e, versions), e.ttl_ms(now))
+                (self.keyspace.entry(k), k, self._encode(k, e, versions), e.ttl_ms(now))
                 for k, e in entries.items()
             ]
-            stored = shared.write(items, self._origin)
+            stored = shared_ok = shared.write(items, self._origin)
             for key, entry in entries.items():
-                self._remember_tags(self._keys.entry(key), entry.tags)
-        if self._local is not None:
+                self._remember_tags(self.keyspace.entry(key), entry.tags)
+        if self.local is not None:
             for key, entry in entries.items():
                 self._fill_local(key, entry, now, gens)
             stored = True
-        return stored
+        return stored, shared_ok
 
 
 def _xfetch_due(entry: Entry, now: float, beta: float) -> bool:
