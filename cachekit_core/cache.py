@@ -8,7 +8,6 @@ from typing import Any, Self
 
 from ._decorator import TagSpec, cached
 from .engine import Engine
-from .engine._core import EngineCore
 from .layers.base import LocalLayer, SharedLayer
 from .layers.memory import MemoryLayer
 from .layers.redis import RedisLayer
@@ -17,7 +16,7 @@ from .writes import FlushFn, WriteBehind, awrite_through, write_through
 
 # Keywords of Cache() itself; from_url hands every other keyword to RedisLayer (and from there
 # to redis-py: ssl_ca_certs, username, health_check_interval, ...).
-_CACHE_OPTIONS = frozenset(inspect.signature(EngineCore.__init__).parameters) - {"self", "layers"}
+_CACHE_OPTIONS = frozenset(inspect.signature(Engine.__init__).parameters) - {"self", "layers"}
 
 
 class Cache(Engine):

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from .keys import KeySpace
-    from .layers.topology import Topology
 
 __all__ = ["SPANS", "Spans"]
 
@@ -52,12 +51,25 @@ except ImportError:  # the otel extra is not installed: SPANS stays None
 TRACER_NAME = "cachekit"
 
 
+class Deployment(Protocol):
+    """Which servers a layer talks to (``layers.topology.Topology`` is one)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def master_options(self) -> dict[str, Any]: ...
+
+
 class RedisTarget(Protocol):
     """What a Redis span says of the layer it was made for (``RedisLayer`` is one)."""
 
     url: str
-    topology: Topology
     options: dict[str, Any]
+
+    @property
+    def topology(self) -> Deployment: ...
 
     @property
     def ks(self) -> KeySpace: ...
