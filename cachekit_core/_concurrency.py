@@ -9,7 +9,7 @@ import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 sync_sleep = time.sleep
@@ -122,26 +122,41 @@ class AsyncFlights:
                 flight.future.set_result(value)
 
 
-def sync_call(loader: Callable[[], Any]) -> Any:
-    """Call a loader from sync code; an async loader is a mistake caught here, not cached."""
-    result = loader()
+_LOADER_HINT = (
+    "an async loader was passed to a sync cache call: use aget_or_set / await the async "
+    "twin, or decorate an `async def` (which @cache.cached handles)"
+)
+
+
+def sync_call(fn: Callable[[], Any], refusal: str = _LOADER_HINT) -> Any:
+    """Call ``fn`` from sync code; an async ``fn`` is a mistake caught here (TypeError with
+    ``refusal``), never a coroutine cached or written as if it were a value."""
+    result = fn()
     if inspect.isawaitable(result):
         close = getattr(result, "close", None)
         if close is not None:
             close()  # never awaited: close it so no "never awaited" warning follows
-        raise TypeError(
-            "an async loader was passed to a sync cache call: use aget_or_set / await the "
-            "async twin, or decorate an `async def` (which @cache.cached handles)"
-        )
+        raise TypeError(refusal)
     return result
 
 
-async def async_call(loader: Callable[[], Any]) -> Any:
-    """Call a loader that may be a plain or an async function."""
-    result = loader()
+async def async_call(fn: Callable[[], Any], refusal: str = _LOADER_HINT) -> Any:
+    """Call ``fn``, a plain or an async function (``refusal``: for the sync twin only)."""
+    result = fn()
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+def sync_shielded(result: Any) -> Any:
+    """The sync twin of ``async_shielded``: a sync call cannot be cancelled half-way."""
+    return result
+
+
+async def async_shielded(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` so that cancelling the caller does not cancel it (a clean-up that
+    must finish, such as dropping a cache entry after a failed write)."""
+    return await asyncio.shield(awaitable)
 
 
 def sync_call_blocking(fn: Callable[..., Any], *args: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Self
 
 from ._decorator import TagSpec, cached
@@ -76,55 +76,17 @@ class Cache(Engine):
             lock=lock,
         )
 
-    def write_through(
-        self,
-        key: str,
-        value: Any,
-        writer: Callable[[Any], Any],
-        ttl: float | None = None,
-        tags: Iterable[str] = (),
-    ) -> Any:
-        """Call ``writer(value)`` to write the store, then cache ``value``; return what the
-        writer returned. If the writer raises, ``key`` is deleted and the error propagates."""
-        return write_through(self, key, value, writer, ttl, tags)
+    # Write-through: cache.write_through(key, value, writer, ttl=None, tags=()) and its
+    # asyncio twin (see cachekit_core.writes): the functions take the cache first.
+    write_through = write_through
+    awrite_through = awrite_through
 
-    async def awrite_through(
-        self,
-        key: str,
-        value: Any,
-        writer: Callable[[Any], Any],
-        ttl: float | None = None,
-        tags: Iterable[str] = (),
-    ) -> Any:
-        """``write_through`` for asyncio; ``writer`` may be a plain or an async function."""
-        return await awrite_through(self, key, value, writer, ttl, tags)
-
-    def write_behind(
-        self,
-        name: str,
-        flush: FlushFn,
-        *,
-        batch_size: int = 500,
-        interval: float = 1.0,
-        min_idle: float = 30.0,
-        reclaim_interval: float | None = None,
-        group: str = "cachekit",
-        max_retry_delay: float = 30.0,
-    ) -> WriteBehind:
+    def write_behind(self, name: str, flush: FlushFn, **options: Any) -> WriteBehind:
         """A durable write-behind queue ``name`` (a Redis Stream) drained in batches by
-        ``flush(items)``; delivery is at-least-once (see ``cachekit_core.writes``). Raises
-        ConfigurationError when the cache has no Redis layer."""
-        return WriteBehind(
-            self,
-            name,
-            flush,
-            batch_size=batch_size,
-            interval=interval,
-            min_idle=min_idle,
-            reclaim_interval=reclaim_interval,
-            group=group,
-            max_retry_delay=max_retry_delay,
-        )
+        ``flush(items)``; delivery is at-least-once. ``options``: ``WriteBehind``'s keywords
+        (``batch_size``, ``interval``, ``min_idle``, ...; see ``cachekit_core.writes``).
+        Raises ConfigurationError when the cache has no Redis layer."""
+        return WriteBehind(self, name, flush, **options)
 
     def __enter__(self) -> Self:
         return self

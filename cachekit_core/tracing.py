@@ -74,6 +74,7 @@ class RedisTarget(Protocol):
     @property
     def ks(self) -> KeySpace: ...
 
+
 RECHECK_SECONDS = 1.0
 
 
@@ -130,24 +131,28 @@ class Spans:
             span.set_attribute("db.operation.batch.size", batch)
         return SpanScope(span)
 
-    def load(self, namespace: str) -> CurrentSpanScope:
+    def load(self, namespace: str) -> SpanScope:
         """The INTERNAL ``cachekit.load`` span, current for the duration of the loader."""
         tracer = self._tracer or self._resolve()
         attributes = {"cachekit.namespace": namespace}
-        return CurrentSpanScope(
-            tracer.start_span("cachekit.load", kind=INTERNAL, attributes=attributes)
-        )
+        span = tracer.start_span("cachekit.load", kind=INTERNAL, attributes=attributes)
+        return SpanScope(span, current=True)
 
 
 class SpanScope:
-    """Ends its span on exit, recording the error if the block raised."""
+    """Ends its span on exit, recording the error if the block raised; with ``current``, the
+    span is also the current one inside the block (so spans started there nest under it)."""
 
-    __slots__ = ("span",)
+    __slots__ = ("_token", "current", "span")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, *, current: bool = False) -> None:
         self.span = span
+        self.current = current
+        self._token: Token[Context] | None = None
 
     def __enter__(self) -> Span:
+        if self.current:
+            self._token = otel_context.attach(otel_trace.set_span_in_context(self.span))
         return self.span
 
     def __exit__(
@@ -156,29 +161,11 @@ class SpanScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
         if exc is not None:
             _record(self.span, exc)
         self.span.end()
-
-
-class CurrentSpanScope(SpanScope):
-    """Like SpanScope, and makes its span the current one inside the block."""
-
-    __slots__ = ("_token",)
-
-    def __enter__(self) -> Span:
-        context: Context = otel_trace.set_span_in_context(self.span)
-        self._token: Token[Context] = otel_context.attach(context)
-        return self.span
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        otel_context.detach(self._token)
-        super().__exit__(exc_type, exc, tb)
 
 
 def _record(span: Span, exc: BaseException) -> None:

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import functools
 import inspect
-import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from starlette.responses import Response as StarletteResponse
 
 from cachekit_core.httpcache import Response, ViewOptions
+from cachekit_core.templates import TagSpec, compile_tags
 
 from .middleware import PendingLookup, current_lookup, encode_headers
 
 __all__ = ["TagSpec", "cache_endpoint"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: Tag templates formatted with the endpoint's arguments (``"products:{pid}"``), or a
-#: callable receiving the endpoint's parameters by name (only those it declares).
-TagSpec = Sequence[str] | Callable[..., Iterable[str]]
 
 
 def cache_endpoint(
@@ -42,16 +39,14 @@ def cache_endpoint(
     """Cache the decorated endpoint's responses (place it *under* ``@app.get(...)``)."""
 
     def decorate(endpoint: F) -> F:
-        signature = inspect.signature(endpoint)
-        make_tags = _tag_maker(tags, signature)
+        tags_of = _tags_of(tags, inspect.signature(endpoint))
 
         def bind(pending: PendingLookup, args: Any, kwargs: Any) -> ViewOptions:
-            arguments = signature.bind_partial(*args, **kwargs)
-            arguments.apply_defaults()
+            view_tags = tags_of(args, kwargs)
             pending.bound = True
             return ViewOptions(
                 ttl=ttl,
-                tags=make_tags(arguments.arguments),
+                tags=view_tags,
                 cache_control=cache_control,
                 stale_ttl=stale_ttl,
                 per_user=per_user,
@@ -98,41 +93,19 @@ def to_starlette(response: Response, pending: PendingLookup) -> StarletteRespons
     return out
 
 
-def _tag_maker(
+def _tags_of(
     tags: TagSpec, signature: inspect.Signature
-) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
-    if callable(tags):
-        return _callable_tags(tags)
-    if isinstance(tags, str):
-        raise TypeError("tags must be a list of templates, not one string")
-    templates = tuple(tags)
-    for template in templates:
-        for _, field, _, _ in string.Formatter().parse(template):
-            root = (field or "").split(".", 1)[0].split("[", 1)[0]
-            if field is not None and root not in signature.parameters:
-                # Fail at import time rather than on the first request.
-                raise ValueError(f"tag template {template!r} names {root!r}, not a parameter")
-    return lambda arguments: tuple(t.format_map(arguments) for t in templates)
+) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]:
+    """``tags=`` compiled by ``cachekit_core.templates`` (its errors raise when decorating),
+    taking the endpoint's ``(args, kwargs)``: bound only when the tags depend on them."""
+    compiled = compile_tags(tags, signature.parameters)
+    if isinstance(compiled, tuple):
+        return lambda args, kwargs: compiled
+    make = compiled
 
+    def tags_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+        arguments = signature.bind_partial(*args, **kwargs)
+        arguments.apply_defaults()
+        return make(arguments.arguments)
 
-def _callable_tags(
-    tags: Callable[..., Iterable[str]],
-) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
-    params = inspect.signature(tags).parameters.values()
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-    names = [
-        p.name
-        for p in params
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-
-    def make(arguments: Mapping[str, Any]) -> tuple[str, ...]:
-        chosen = (
-            dict(arguments) if takes_all else {n: arguments[n] for n in names if n in arguments}
-        )
-        result = tags(**chosen)
-        if isinstance(result, str):
-            raise TypeError("the tags callable must return a list of strings, not one string")
-        return tuple(result)
-
-    return make
+    return tags_of

@@ -54,6 +54,7 @@ NAMES = [
     "run_worker",
     "close",
     "replay",
+    "write_through",
     "snapshot",
     "claim",
     "invalidate",
@@ -101,6 +102,7 @@ REPLACEMENTS = (
     | {f"_a{n}": f"_{n}" for n in PRIVATE}
     | {"_aflights": "_flights", "async_call": "sync_call", "async_sleep": "sync_sleep"}
     | {"async_wait": "sync_wait", "async_call_blocking": "sync_call_blocking"}
+    | {"async_shielded": "sync_shielded"}
     | {"AsyncEvent": "SyncEvent", "AsyncWriteBehindOps": "SyncWriteBehindOps"}
     | {"_anew_worker_client": "_new_worker_client"}
     | {"AsyncEngineOps": "SyncEngineOps", "AsyncRedisIO": "SyncRedisIO"}

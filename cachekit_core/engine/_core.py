@@ -116,6 +116,11 @@ class EngineCore:
         if self.shared is not None:
             self.shared.bind(self.keyspace, raise_on_error=raise_on_error)
 
+    def reachable(self) -> bool:
+        """Whether every layer is expected to answer now: no shared layer, or its circuit
+        is closed (a write made while it is open is replayed as a delete)."""
+        return self.shared is None or self.shared.available()
+
     @property
     def secret_key(self) -> bytes | None:
         """The key entries are signed with (None: unsigned)."""

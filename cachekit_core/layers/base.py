@@ -95,6 +95,9 @@ class SharedLayer(Protocol):
     def start_listener(
         self, on_message: Callable[[bytes], None], on_connect: Callable[[], None]
     ) -> None: ...
+    def available(self) -> bool:
+        """Whether calls are expected to reach the layer now (its circuit is closed)."""
+
     def remember(self, keys: Mapping[str, str]) -> None:
         """Delete these entries (layer key -> user key) once the layer is reachable again."""
 

@@ -125,6 +125,10 @@ class RedisLayer(SyncRedisIO, AsyncRedisIO):
     def listening(self) -> bool:
         return self.listener.listening
 
+    def available(self) -> bool:
+        """Whether calls are expected to reach Redis now (the circuit is closed)."""
+        return not self.breaker.open_until
+
     def remember(self, keys: Mapping[str, str]) -> None:
         """Delete these entries (and tell other processes) once Redis is reachable again."""
         self.pending.add(keys=keys)

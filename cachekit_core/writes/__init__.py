@@ -49,69 +49,13 @@ fails (unsigned, forged, undecodable) is logged, counted (``cache.stats()["corru
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
-
+from ._async.through import awrite_through
 from ._async.worker import AsyncWriteBehindOps
 from ._base import FlushFn, Item
+from ._sync.through import write_through
 from ._sync.worker import SyncWriteBehindOps
 
-if TYPE_CHECKING:
-    from ..engine import Engine
-
 __all__ = ["FlushFn", "Item", "WriteBehind", "awrite_through", "write_through"]
-
-
-# -- write-through -------------------------------------------------------------------------------
-def write_through(
-    cache: Engine,
-    key: str,
-    value: Any,
-    writer: Callable[[Any], Any],
-    ttl: float | None = None,
-    tags: Iterable[str] = (),
-) -> Any:
-    """Write ``value`` to the store with ``writer(value)``, then cache it; return what the
-    writer returned. If either step raises, ``key`` is deleted from the cache and the error
-    propagates."""
-    try:
-        result = writer(value)
-        if inspect.isawaitable(result):
-            # An un-awaited coroutine would write nothing while we cache the value as written.
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError("write_through got an async writer: use await cache.awrite_through")
-        cache.set(key, value, ttl=ttl, tags=tags)
-    except BaseException:
-        # The store may hold the new value, the old one, or half of a write: no cached copy
-        # is trustworthy now, so drop it (KeyboardInterrupt included) before re-raising.
-        cache.delete(key)
-        raise
-    return result
-
-
-async def awrite_through(
-    cache: Engine,
-    key: str,
-    value: Any,
-    writer: Callable[[Any], Any],
-    ttl: float | None = None,
-    tags: Iterable[str] = (),
-) -> Any:
-    """``write_through`` for asyncio; ``writer`` may be a plain or an async function."""
-    try:
-        result = writer(value)
-        if inspect.isawaitable(result):
-            result = await result
-        await cache.aset(key, value, ttl=ttl, tags=tags)
-    except BaseException:
-        # Cancellation included: a cancelled writer may have committed. Shield the delete so
-        # a second cancellation cannot leave the old copy behind.
-        await asyncio.shield(cache.adelete(key))
-        raise
-    return result
 
 
 class WriteBehind(SyncWriteBehindOps, AsyncWriteBehindOps):
