@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 
 from .._concurrency import AsyncFlights, SyncFlights
-from .._throttle import Throttle
+from ..throttle import Throttle
 from ..entry import Codec, CorruptEntry, Entry
 from ..exceptions import ConfigurationError, SerializationError
 from ..keys import KeySpace

@@ -12,13 +12,15 @@ entry (an unsafe method on the URL) thus orphans every variant at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from .. import http
 from ..engine import Engine
 from ..entry import Entry
+from ..exceptions import ConfigurationError
 from ..results import UNTAGGED, TagSnapshot
 
 Headers = list[tuple[str, str]]
@@ -114,6 +116,14 @@ class ViewOptions:
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
+    """How the HTTP cache behaves: the one definition of these settings for every adapter.
+
+    Values are checked on construction (``ConfigurationError`` naming the field); an empty
+    string for ``header_name``, ``cdn_cache_control`` or ``session_cookie`` means None, and
+    ``cacheable_statuses`` may be any collection of 2xx integers (kept as a frozenset).
+    ``from_mapping`` builds one from UPPER_CASE keys (Django's ``CACHEKIT["HTTP"]``).
+    """
+
     header_name: str | None = "X-Cache"  # None: no X-Cache header at all
     cdn_cache_control: str | None = None  # e.g. "max-age=600": sent on public cached responses
     honour_request_no_cache: bool = False  # ignored by default, as CDNs do (R5)
@@ -121,6 +131,71 @@ class HttpSettings:
     cacheable_statuses: frozenset[int] = frozenset({200})
     session_cookie: str | None = None  # requests carrying it bypass unless per_user (S9)
     shared_cache: bool = False  # also store undecorated responses by their own headers
+
+    _TOKEN: ClassVar[re.Pattern[str]] = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+    def __post_init__(self) -> None:
+        for name in ("header_name", "cdn_cache_control", "session_cookie"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise self._invalid(name, value, "must be a string or None")
+            if value == "":
+                object.__setattr__(self, name, None)  # "" or None: not set
+        if self.header_name is not None and not self._TOKEN.fullmatch(self.header_name):
+            raise self._invalid("header_name", self.header_name, "must be a header field name")
+        cdn = self.cdn_cache_control
+        if cdn is not None and any(ord(c) < 32 or ord(c) == 127 for c in cdn):
+            raise self._invalid("cdn_cache_control", cdn, "must not contain control characters")
+        for name in ("honour_request_no_cache", "shared_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise self._invalid(name, getattr(self, name), "must be True or False")
+        size = self.max_body_size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise self._invalid("max_body_size", size, "must be an integer >= 0")
+        statuses: object = self.cacheable_statuses
+        values: tuple[object, ...] | None = None
+        if isinstance(statuses, Iterable) and not isinstance(statuses, str | bytes | Mapping):
+            values = tuple(statuses)
+        # 3xx/4xx/5xx pages are a cache-poisoning vector (CPDoS): 2xx only, by design.
+        if values is None or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 200 <= s < 300 for s in values
+        ):
+            raise self._invalid(
+                "cacheable_statuses", statuses, "must be a collection of 2xx integers"
+            )
+        object.__setattr__(self, "cacheable_statuses", frozenset(values))
+
+    @staticmethod
+    def _invalid(name: str, value: object, problem: str) -> ConfigurationError:
+        """The error for a bad value of field ``name`` (its UPPER_CASE key named too)."""
+        return ConfigurationError(f"HTTP setting {name} ({name.upper()}) {problem}, not {value!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The settings' names, as keyword arguments take them."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any], /, **overrides: Any) -> HttpSettings:
+        """Settings from UPPER_CASE keys (``{"MAX_BODY_SIZE": 65536, "HEADER_NAME": None}``);
+        absent keys keep their defaults. ``overrides`` (field names) are fields the caller
+        sets itself, e.g. Django's ``session_cookie`` from ``SESSION_COOKIE_NAME``: the mapping
+        may not set those. An unknown key raises ``ConfigurationError`` listing the valid ones."""
+        names = cls.field_names()
+        wrong = sorted(set(overrides) - set(names))
+        if wrong:
+            raise TypeError(f"HttpSettings.from_mapping() got unknown settings {wrong}")
+        if not isinstance(config, Mapping):
+            raise ConfigurationError(f"HTTP settings must be a mapping, not {config!r}")
+        valid = [name.upper() for name in names if name not in overrides]
+        options: dict[str, Any] = {}
+        for key, value in config.items():
+            if key not in valid:
+                raise ConfigurationError(
+                    f"unknown HTTP setting {key!r}; valid keys: {', '.join(valid)}"
+                )
+            options[key.lower()] = value
+        return cls(**options, **overrides)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from .._breaker import CircuitBreaker
-from .._throttle import Throttle
+from ..throttle import Throttle
 from ..exceptions import CacheUnavailable
 
 log = logging.getLogger("cachekit.redis")

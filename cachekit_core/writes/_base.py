@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 
-from .._throttle import Throttle
+from ..throttle import Throttle
 from ..exceptions import CacheUnavailable, ConfigurationError, SerializationError
 from ..layers.redis import RedisLayer
 
