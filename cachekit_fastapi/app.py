@@ -4,31 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 
 from cachekit_core import Cache
 from cachekit_core.httpcache import HttpCache, HttpSettings
 
-from .middleware import CacheMiddleware, UserFunc
+from .middleware import CacheMiddleware, UserFunc, http_settings
 from .routing import TagSpec, cache_endpoint
 
-__all__ = ["CacheKit", "CacheOptions"]
+__all__ = ["CacheKit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CacheOptions(TypedDict, total=False):
-    """``CacheMiddleware``'s settings keywords (``HttpSettings`` fields), as ``CacheKit`` takes."""
-
-    shared_cache: bool
-    header_name: str | None
-    cdn_cache_control: str | None
-    honour_request_no_cache: bool
-    max_body_size: int
-    session_cookie: str | None
-    cacheable_statuses: frozenset[int]
 
 
 class CacheKit:
@@ -51,11 +39,12 @@ class CacheKit:
         cache: Cache,
         *,
         user: UserFunc | None = None,
-        **options: Unpack[CacheOptions],
+        settings: HttpSettings | None = None,
+        **options: Any,
     ) -> None:
-        # Starlette's SessionMiddleware cookie name, as CacheMiddleware defaults to.
-        options.setdefault("session_cookie", "session")
-        self.http = HttpCache(cache, HttpSettings(**options))
+        # The settings as CacheMiddleware takes them: HttpSettings fields by name, applied to
+        # ``settings`` or to FastAPI's defaults (Starlette's session cookie name).
+        self.http = HttpCache(cache, http_settings(settings, options, "CacheKit"))
         app.add_middleware(CacheMiddleware, http=self.http, user=user)
         _close_with_lifespan(app, cache)
 

@@ -18,9 +18,12 @@ Flow of one http request:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from starlette.datastructures import URL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cachekit_core import Cache, http
 from cachekit_core.httpcache import HttpCache, HttpSettings, Lookup, Request, Response
 
-__all__ = ["CacheMiddleware", "PendingLookup", "current_lookup"]
+__all__ = ["CacheMiddleware", "PendingLookup", "current_lookup", "http_settings"]
 
 #: The keys in ``scope`` where a session middleware records that the session was read, or
 #: changed (cachekit's ``Session`` also says ``scope["session"].modified``).
@@ -57,42 +60,62 @@ current_lookup: ContextVar[PendingLookup | None] = ContextVar(
 )
 
 
+#: ``HttpSettings`` fields FastAPI sets differently when no ``settings`` object is given:
+#: requests carrying Starlette's session cookie bypass the shared cache (S9).
+DEFAULTS: Mapping[str, Any] = MappingProxyType({"session_cookie": "session"})
+
+
+def http_settings(
+    settings: HttpSettings | None, options: Mapping[str, Any], owner: str
+) -> HttpSettings:
+    """``settings`` with ``options`` (``HttpSettings`` field names) replacing its fields; with
+    no ``settings``, ``HttpSettings`` with FastAPI's ``DEFAULTS``. Values are checked by
+    ``HttpSettings`` itself (``ConfigurationError``); an unknown name is a ``TypeError``."""
+    names = HttpSettings.field_names()
+    unknown = [name for name in options if name not in names]
+    if unknown:
+        raise TypeError(
+            f"{owner}() got an unexpected keyword argument {unknown[0]!r}; "
+            f"HTTP settings: {', '.join(names)}"
+        )
+    if settings is None:
+        return HttpSettings(**{**DEFAULTS, **options})
+    if not isinstance(settings, HttpSettings):
+        raise TypeError(f"{owner}(settings=...) takes an HttpSettings, not {settings!r}")
+    return dataclasses.replace(settings, **options) if options else settings
+
+
 class CacheMiddleware:
     """Serve GET/HEAD from the cache before routing; validate and store what the app renders.
 
-    ``user(scope) -> str | None`` names the user for ``per_user`` views. ``http`` shares an
-    existing ``HttpCache`` (``CacheKit`` passes its own): the other keywords are then unused.
+    ``CacheMiddleware(app, cache, settings=None, user=None, **options)``: ``options`` are
+    ``HttpSettings`` fields (``shared_cache=True``, ``max_body_size=...``), applied to
+    ``settings`` or, without it, to FastAPI's defaults (``HttpSettings`` with
+    ``session_cookie="session"``, Starlette's cookie name; an explicit ``settings`` is taken
+    as it is). ``user(scope) -> str | None`` names the user for ``per_user`` views.
+    ``http`` shares an existing ``HttpCache`` (``CacheKit`` passes its own), which brings its
+    cache and settings: it is given alone.
     """
 
     def __init__(
         self,
         app: ASGIApp,
+        /,
         cache: Cache | None = None,
         *,
-        shared_cache: bool = False,
-        header_name: str | None = "X-Cache",
-        cdn_cache_control: str | None = None,
-        honour_request_no_cache: bool = False,
-        max_body_size: int = 1 << 20,
-        session_cookie: str | None = "session",
-        cacheable_statuses: frozenset[int] = frozenset({200}),
+        settings: HttpSettings | None = None,
         user: UserFunc | None = None,
         http: HttpCache | None = None,
+        **options: Any,
     ) -> None:
         if http is None:
             if cache is None:
                 raise TypeError("CacheMiddleware needs cache=Cache(...) (or http=HttpCache(...))")
-            http = HttpCache(
-                cache,
-                HttpSettings(
-                    header_name=header_name,
-                    cdn_cache_control=cdn_cache_control,
-                    honour_request_no_cache=honour_request_no_cache,
-                    max_body_size=max_body_size,
-                    cacheable_statuses=frozenset(cacheable_statuses),
-                    session_cookie=session_cookie,
-                    shared_cache=shared_cache,
-                ),
+            http = HttpCache(cache, http_settings(settings, options, "CacheMiddleware"))
+        elif cache is not None or settings is not None or options:
+            raise TypeError(
+                "CacheMiddleware(http=...) uses that HttpCache's cache and settings: "
+                "pass no cache, settings or setting keywords with it"
             )
         self.app = app
         self.http = http

@@ -41,17 +41,25 @@ def cache_endpoint(
     def decorate(endpoint: F) -> F:
         tags_of = _tags_of(tags, inspect.signature(endpoint))
 
-        def bind(pending: PendingLookup, args: Any, kwargs: Any) -> ViewOptions:
+        def bind(args: Any, kwargs: Any) -> tuple[PendingLookup, ViewOptions] | None:
+            """The step both wrappers share (no I/O): this request's pending lookup and the
+            view options to bind to it, or None (no middleware, or an outer decorated endpoint
+            already bound)."""
+            pending = current_lookup.get()
+            if pending is None or pending.bound:
+                return None
             view_tags = tags_of(args, kwargs)
             pending.bound = True
-            return ViewOptions(
+            view = ViewOptions(
                 ttl=ttl,
                 tags=view_tags,
                 cache_control=cache_control,
                 stale_ttl=stale_ttl,
                 per_user=per_user,
             )
+            return pending, view
 
+        # The twins differ only in the I/O call (the HttpCache's sync or async bind_view).
         # Match FastAPI's own test (it unwraps too), so the endpoint runs where it expects.
         if inspect.iscoroutinefunction(endpoint) or inspect.iscoroutinefunction(
             inspect.unwrap(endpoint)
@@ -59,9 +67,9 @@ def cache_endpoint(
 
             @functools.wraps(endpoint)
             async def async_view(*args: Any, **kwargs: Any) -> Any:
-                pending = current_lookup.get()
-                if pending is not None and not pending.bound:
-                    view = bind(pending, args, kwargs)
+                bound = bind(args, kwargs)
+                if bound is not None:
+                    pending, view = bound
                     pending.lookup = await pending.http.abind_view(pending.lookup, view)
                     if pending.lookup.response is not None:  # a per-user hit
                         return to_starlette(pending.lookup.response, pending)
@@ -72,12 +80,12 @@ def cache_endpoint(
 
         @functools.wraps(endpoint)
         def sync_view(*args: Any, **kwargs: Any) -> Any:
-            pending = current_lookup.get()
-            if pending is not None and not pending.bound:
-                view = bind(pending, args, kwargs)
+            bound = bind(args, kwargs)
+            if bound is not None:
+                pending, view = bound
                 # In FastAPI's threadpool: the sync twin does the same I/O without a loop.
                 pending.lookup = pending.http.bind_view(pending.lookup, view)
-                if pending.lookup.response is not None:
+                if pending.lookup.response is not None:  # a per-user hit
                     return to_starlette(pending.lookup.response, pending)
             return endpoint(*args, **kwargs)
 

@@ -33,7 +33,7 @@ from starlette.datastructures import MutableHeaders, Secret
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cachekit_core import Cache, CacheError, ConfigurationError
+from cachekit_core import Cache, CacheError, ConfigurationError, ReadStatus
 
 __all__ = ["SESSION_ACCESSED", "Session", "SessionMiddleware"]
 
@@ -54,6 +54,18 @@ class Session(dict[str, Any]):
     modified = False
     _rotate = False
     _scope: Scope | None = None
+
+    def bind_scope(self, scope: Scope) -> None:
+        """Record reads in ``scope`` too (``scope["cachekit.session_accessed"]``), where an
+        HTTP cache in front of the app looks (the middleware binds the request's scope)."""
+        self._scope = scope
+        if self.accessed:
+            scope[SESSION_ACCESSED] = True
+
+    @property
+    def rotation_requested(self) -> bool:
+        """Whether ``rotate()`` was called: the session moves to a new id when saved."""
+        return self._rotate
 
     def mark_accessed(self) -> None:
         """Record that the response depends on the session (Starlette's ``request.session``
@@ -188,7 +200,7 @@ class SessionMiddleware:
         if sid is not None:
             loaded, data, reachable = await self._load(sid)
             session = Session(data)
-        session._scope = scope
+        session.bind_scope(scope)
         scope["session"] = session
 
         async def send_wrapper(message: Message) -> None:
@@ -196,7 +208,7 @@ class SessionMiddleware:
                 current = scope.get("session")
                 if not isinstance(current, Session):  # replaced by the app: treat as written
                     current = Session(current or {})
-                    current._scope = scope
+                    current.bind_scope(scope)
                     current.mark_modified()
                 message.setdefault("headers", [])
                 headers = MutableHeaders(scope=message)
@@ -211,16 +223,16 @@ class SessionMiddleware:
 
     async def _load(self, sid: str) -> tuple[str | None, dict[str, Any], bool]:
         """Return the stored JSON (None if absent), its data, and whether the cache answered."""
-        before = _outages(self.cache)
         try:
-            raw = await self.cache.aget(self.key_prefix + sid)
+            read = await self.cache.aread(self.key_prefix + sid)
         except CacheError as exc:  # a cache built with raise_on_error=True
             log.warning("cachekit: session store unavailable, serving an empty session: %s", exc)
             return None, {}, False
-        # The engine fails open (a miss, or L1's copy), but a miss here would log the user out:
-        # tell "absent" from "could not ask" by its error counters. An L1 copy is served, but
-        # read-only: see _save.
-        reachable = _outages(self.cache) == before
+        # The engine fails open, but an empty session here would log the user out: the read
+        # tells "absent" (MISS) from "could not ask" (UNAVAILABLE, maybe with this process's
+        # copy, which is served read-only: see _save).
+        reachable = read.status is not ReadStatus.UNAVAILABLE
+        raw = read.value if read.is_fresh(self.cache.clock()) else None
         if raw is None and not reachable:
             log.warning("cachekit: session store unavailable, serving an empty session")
             return None, {}, False
@@ -254,7 +266,7 @@ class SessionMiddleware:
         if not session.modified and encoded == loaded:
             return None
         new_sid = sid
-        if sid is None or loaded is None or session._rotate:
+        if sid is None or loaded is None or session.rotation_requested:
             new_sid = secrets.token_urlsafe(32)  # a new session never reuses an old id
         assert new_sid is not None
         if self._ttl > 0:  # max_age <= 0: the cookie is born expired, so store nothing
@@ -262,10 +274,11 @@ class SessionMiddleware:
             # The engine replays a failed write as a delete once Redis is back (so no process
             # keeps the old value): for a session that is a logout. Write only on a closed
             # circuit; then only a write that is itself the first failure can still lose it.
-            if _circuit_closed(self.cache):
+            if self.cache.reachable():
                 try:
-                    stored = await self.cache.aset(
-                        self.key_prefix + new_sid, encoded, ttl=self._ttl
+                    # True only if the shared layer has it (memory-only: if stored).
+                    stored = await self.cache.awrite(
+                        {self.key_prefix + new_sid: encoded}, ttl=self._ttl
                     )
                 except CacheError:
                     stored = False
@@ -278,9 +291,12 @@ class SessionMiddleware:
 
     async def _delete(self, sid: str) -> None:
         try:
-            await self.cache.adelete(self.key_prefix + sid)
+            delivered = await self.cache.ainvalidate([self.key_prefix + sid])
         except CacheError as exc:
             log.warning("cachekit: session could not be deleted: %s", exc)
+            return
+        if not delivered:  # the engine deletes it once Redis is back
+            log.warning("cachekit: session store unavailable, session deleted when it is back")
 
     def _cookie(self, sid: str) -> str:
         max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
@@ -303,17 +319,6 @@ class SessionMiddleware:
         if not hmac.compare_digest(signature.encode(), self._sign(sid).encode()):
             return None
         return sid
-
-
-def _outages(cache: Cache) -> int:
-    """Failed plus skipped (circuit open) shared-layer calls so far."""
-    redis = cache.stats()["layers"].get("redis")
-    return int(redis["errors"]) + int(redis["skipped"]) if redis else 0
-
-
-def _circuit_closed(cache: Cache) -> bool:
-    """Whether the shared layer's breaker is closed (or there is no shared layer)."""
-    return cache.stats()["circuit"] in ("closed", "none")
 
 
 def _add_vary_cookie(headers: MutableHeaders) -> None:

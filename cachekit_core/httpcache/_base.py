@@ -12,6 +12,7 @@ entry (an unsafe method on the URL) thus orphans every variant at once.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -22,6 +23,9 @@ from ..engine import Engine
 from ..entry import Entry
 from ..exceptions import ConfigurationError
 from ..results import UNTAGGED, TagSnapshot
+from ..throttle import Throttle
+
+log = logging.getLogger("cachekit.http")
 
 Headers = list[tuple[str, str]]
 
@@ -114,13 +118,17 @@ class ViewOptions:
     per_user: bool = False
 
 
+STORABLE_STATUSES = frozenset(range(200, 400)) - {206, 304}
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """How the HTTP cache behaves: the one definition of these settings for every adapter.
 
     Values are checked on construction (``ConfigurationError`` naming the field); an empty
     string for ``header_name``, ``cdn_cache_control`` or ``session_cookie`` means None, and
-    ``cacheable_statuses`` may be any collection of 2xx integers (kept as a frozenset).
+    ``cacheable_statuses`` may be any collection of final 2xx/3xx statuses the cache can
+    store (S2: never 206 or 304; kept as a frozenset).
     ``from_mapping`` builds one from UPPER_CASE keys (Django's ``CACHEKIT["HTTP"]``).
     """
 
@@ -156,12 +164,16 @@ class HttpSettings:
         values: tuple[object, ...] | None = None
         if isinstance(statuses, Iterable) and not isinstance(statuses, str | bytes | Mapping):
             values = tuple(statuses)
-        # 3xx/4xx/5xx pages are a cache-poisoning vector (CPDoS): 2xx only, by design.
+        # S2: a stored 1xx, 206, 304, 4xx or 5xx is a cache-poisoning vector (CPDoS), and
+        # storable() never stores one: refuse to list them rather than ignore them silently.
         if values is None or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 200 <= s < 300 for s in values
+            isinstance(s, int) and not isinstance(s, bool) and s in STORABLE_STATUSES
+            for s in values
         ):
             raise self._invalid(
-                "cacheable_statuses", statuses, "must be a collection of 2xx integers"
+                "cacheable_statuses",
+                statuses,
+                "must be a collection of 2xx/3xx statuses other than 206 and 304",
             )
         object.__setattr__(self, "cacheable_statuses", frozenset(values))
 
@@ -219,6 +231,7 @@ class HttpCacheBase:
     def __init__(self, cache: Engine, settings: HttpSettings | None = None) -> None:
         self.cache = cache
         self.settings = settings or HttpSettings()
+        self._store_log = Throttle()
 
     # -- keys ----------------------------------------------------------------------------------
     def _primary_key(self, request: Request, per_user: bool) -> str:
@@ -336,6 +349,15 @@ class HttpCacheBase:
         if not http.get_all(headers, "date"):
             headers.append(("Date", http.http_date(now)))  # R2: served unchanged
         return StoredResponse(response.status, headers, response.body, now, revalidate_window)
+
+    def _not_stored(self, lookup: Lookup, exc: Exception) -> None:
+        if self._store_log.ready():
+            log.warning(
+                "cachekit: response to %s %s not stored: %s",
+                lookup.request.method,
+                lookup.request.path,
+                exc,
+            )
 
     def _stale_for_error(self, lookup: Lookup, response: Response) -> Response | None:
         """stale-if-error: a 5xx with a stale copy at hand serves the copy instead."""

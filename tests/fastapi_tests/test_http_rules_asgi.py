@@ -42,7 +42,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cachekit_core import Cache
+from cachekit_core import Cache, ConfigurationError
 from cachekit_core.http import http_date, is_valid_etag, strong_etag
 from cachekit_fastapi import CacheKit
 
@@ -211,19 +211,24 @@ async def test_S2_only_final_200_is_stored(cache: Cache, status: int) -> None:
     assert site.calls == 2
 
 
-@pytest.mark.parametrize(
-    ("status", "stored"), [(203, True), (301, True), (206, False), (304, False), (404, False)]
-)
+@pytest.mark.parametrize(("status", "stored"), [(203, True), (301, True), (404, False)])
 async def test_S2_the_cacheable_status_set_is_configurable(
     cache: Cache, status: int, stored: bool
 ) -> None:
-    # 206, 304, 4xx and 5xx stay unstorable even when listed (CPDoS).
-    site = Site(cache, cacheable_statuses=frozenset({200, 203, 206, 301, 304, 404}))
+    # What cannot be stored (206, 304, 4xx, 5xx) cannot be listed at all (below).
+    site = Site(cache, cacheable_statuses=frozenset({200, 203, 301}))
     site.with_headers(status=status)
     async with client(site.app) as c:
         for _ in range(2):
             assert (await c.get("/r")).status_code == status
     assert site.calls == (1 if stored else 2)
+
+
+@pytest.mark.parametrize("status", [206, 304, 404, 500, 199])
+def test_S2_unstorable_statuses_cannot_be_configured(status: int) -> None:
+    # A cached 206/304/4xx/5xx is a cache-poisoning vector (CPDoS): refused at start-up.
+    with pytest.raises(ConfigurationError, match="CACHEABLE_STATUSES"):
+        CacheKit(FastAPI(), Cache(), cacheable_statuses=[200, status])
 
 
 def shared_or_view(mode: str, cache: Cache) -> tuple[Site, str, tuple[tuple[str, str], ...]]:

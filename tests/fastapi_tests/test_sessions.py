@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cachekit_core import Cache, ConfigurationError
+from cachekit_core import Cache, ConfigurationError, RedisLayer
 from cachekit_fastapi import Session, SessionMiddleware
 from cachekit_fastapi.sessions import SESSION_ACCESSED
 from tests.support.redis_server import RedisServer
@@ -204,7 +204,7 @@ async def test_access_is_recorded_in_the_scope_for_the_http_cache(memory_cache: 
 def test_a_read_through_the_session_mapping_marks_it_accessed() -> None:
     scope: dict[str, Any] = {}
     session = Session({"a": 1})
-    session._scope = scope
+    session.bind_scope(scope)
     assert not session.accessed
     session.pop("missing", None)
     assert not session.accessed  # as Starlette: a no-op pop is not a use
@@ -305,5 +305,92 @@ async def test_a_transient_outage_does_not_destroy_the_session(private_redis: Re
                     break
                 await asyncio.sleep(0.05)
             assert body == {"session": {"user": "ada"}}
+    finally:
+        await cache.aclose()
+
+
+async def test_this_processs_copy_is_served_read_only_while_redis_is_away(
+    private_redis: RedisServer,
+) -> None:
+    # L1 trusts its copy 0.1 s; after that a read asks Redis, and a frozen Redis answers
+    # nothing: the read is UNAVAILABLE with L1's copy, which is shown but never overwritten.
+    cache = Cache.from_url(private_redis.url, l1_ttl=0.1, socket_timeout=0.2, breaker_cooldown=0.2)
+    try:
+        async with client(make_app(cache)) as c:
+            await c.post("/update", json={"user": "ada"})
+            assert isinstance(cache.shared, RedisLayer)
+            for _ in range(100):  # once subscribed, L1 keeps what it reads (and trusts it)
+                if cache.shared.listening:
+                    break
+                await asyncio.sleep(0.02)
+            await c.get("/view")  # into L1 again: subscribing cleared it
+            await asyncio.sleep(0.15)
+            private_redis.freeze()
+            try:
+                shown = await c.get("/view")
+                changed = await c.post("/update", json={"user": "eve"})
+            finally:
+                private_redis.thaw()
+            assert shown.json() == {"session": {"user": "ada"}}
+            assert changed.status_code == 200 and "set-cookie" not in changed.headers
+            for _ in range(100):  # a request after the cooldown probes Redis: it is back
+                await asyncio.sleep(0.05)
+                await c.get("/view")
+                if cache.reachable():
+                    break
+            await asyncio.sleep(0.15)  # past L1's trust: what Redis holds
+            assert (await c.get("/view")).json() == {"session": {"user": "ada"}}
+    finally:
+        await cache.aclose()
+
+
+async def _fail_on_the_same_cache(cache: Cache) -> None:
+    """Another request of this cache fails: its key holds a Redis list (WRONGTYPE)."""
+    before = cache.stats()["errors"]
+    await cache.aread("broken")
+    assert cache.stats()["errors"] == before + 1  # a real failure, counted
+
+
+async def _fail_on_a_cache_sharing_the_breaker(cache: Cache) -> None:
+    """Another cache sharing this one's breaker cannot reach its Redis (nothing listens)."""
+    assert isinstance(cache.shared, RedisLayer)
+    down = Cache.from_url(
+        "redis://127.0.0.1:1/0", l1=False, socket_timeout=0.2, breaker=cache.shared.breaker
+    )
+    try:
+        assert not await down.aset("x", 1)
+    finally:
+        await down.aclose()
+
+
+@pytest.mark.parametrize("fail", [_fail_on_the_same_cache, _fail_on_a_cache_sharing_the_breaker])
+async def test_a_failure_elsewhere_during_the_read_is_not_the_sessions(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, fail: Any
+) -> None:
+    # The session's own read answers: only its status counts, not the cache's error counters.
+    cache = Cache.from_url(redis_url, l1=False, socket_timeout=0.2)
+    layer = cache.shared
+    assert isinstance(layer, RedisLayer)
+    broken = cache.keyspace.entry("broken")
+    layer.client().rpush(broken, "not an entry")
+    read_one = layer.aread_one
+    failures: list[str] = []
+
+    async def read_with_a_failure_meanwhile(key: str, tag_keys: tuple[str, ...]) -> Any:
+        if key == broken or failures:
+            return await read_one(key, tag_keys)
+        failures.append(key)
+        await fail(cache)  # lands while the session's read is in flight
+        return await read_one(key, tag_keys)
+
+    try:
+        async with client(make_app(cache)) as c:
+            await c.post("/update", json={"user": "ada"})
+            monkeypatch.setattr(layer, "aread_one", read_with_a_failure_meanwhile)
+            changed = await c.post("/update", json={"cart": [1]})
+            assert failures  # the failure did happen during this request's read
+            assert "set-cookie" in changed.headers  # saved: the session was not read-only
+            monkeypatch.undo()
+            assert (await c.get("/view")).json() == {"session": {"user": "ada", "cart": [1]}}
     finally:
         await cache.aclose()
