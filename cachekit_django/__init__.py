@@ -1,5 +1,7 @@
 """cachekit's Django adapter: ``CachekitCache`` (a ``CACHES`` backend), the session engine
-``cachekit_django.sessions``, and ``get_cache()`` for the engine described by ``CACHEKIT``.
+``cachekit_django.sessions``, and ``get_cache()`` for the engine of pages, fragments and
+invalidation: that of the ``CACHES`` alias named by ``CACHEKIT["CACHE"]`` (default
+``"default"``).
 
 Names are imported on first use, so importing this package needs no configured settings.
 """

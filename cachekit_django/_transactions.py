@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .conf import get_cache
+from . import conf
 
 __all__ = ["schedule", "uncommitted_writes"]
 
@@ -66,7 +66,7 @@ def _invalidate(tags: Iterable[str], *, raise_errors: bool) -> None:
     if not tags:
         return
     try:
-        get_cache().invalidate_tags(*tags)
+        conf.engine().invalidate_tags(*tags)
     except Exception:
         if raise_errors:
             raise

@@ -3,8 +3,12 @@
     CACHES = {"default": {
         "BACKEND": "cachekit_django.cache.CachekitCache",
         "LOCATION": "redis://127.0.0.1:6379/1",  # in-process L1 + Redis L2; "" = in-process only
-        "OPTIONS": {"MAX_ENTRIES": 10_000, "L1_TTL": 30, "SOCKET_TIMEOUT": 0.25},
+        "TIMEOUT": 300,  # also the default TTL of pages and fragments that name none
+        "OPTIONS": {"NAMESPACE": "shop", "MAX_ENTRIES": 10_000, "L1_TTL": 30},
     }}
+
+The engine of this alias (``CACHEKIT["CACHE"]``, default ``"default"``) also serves pages,
+fragments, model invalidation and sessions: see ``cachekit_django.conf``.
 
 Values are pickled here and reach the engine as bytes. The engine signs every payload it writes
 to Redis (HMAC, key derived from ``SECRET_KEY``) and verifies it before handing it back, so
@@ -31,7 +35,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from cachekit_core import Cache
 
-from .conf import EngineSpec, engine_for
+from .conf import EngineSpec, engine_for, registry
 
 __all__ = ["CachekitCache"]
 
@@ -65,8 +69,24 @@ class CachekitCache(BaseCache):
     def __init__(self, server: str | Sequence[str], params: dict[str, Any]) -> None:
         super().__init__(params)
         self.spec = EngineSpec.from_cache_params(server, params)
-        self.engine: Cache = engine_for(self.spec)
+        self._is_strict = False
+        # Built now, so that a bad configuration fails where Django builds the backend.
+        self._bound = (registry.generation, engine_for(self.spec))
         self._strict: CachekitCache | None = None
+
+    @property
+    def engine(self) -> Cache:
+        """The process-wide engine of this cache's store, shared by every alias and thread
+        that describes it. Fetched again after ``conf.close_all()``: Django keeps a backend
+        object per thread, which must not keep serving from an engine the process dropped
+        (the pages would then use another engine than the next thread's backend)."""
+        bound = self._bound
+        if bound[0] != registry.generation:
+            bound = self._bound = (
+                registry.generation,
+                engine_for(self.spec, strict=self._is_strict),
+            )
+        return bound[1]
 
     @property
     def strict(self) -> CachekitCache:
@@ -74,7 +94,8 @@ class CachekitCache(BaseCache):
         failing open (and has no L1), for callers that must tell "missing" from "unreachable"."""
         if self._strict is None:
             twin = copy.copy(self)
-            twin.engine = engine_for(self.spec, strict=True)
+            twin._is_strict = True
+            twin._bound = (registry.generation, engine_for(self.spec, strict=True))
             twin._strict = twin
             self._strict = twin
         return self._strict

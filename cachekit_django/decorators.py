@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction
-from django.core.exceptions import ImproperlyConfigured
 from django.db import models as db_models
 from django.http import HttpRequest
 
 from cachekit_core.httpcache import ViewOptions
+from cachekit_core.templates import TagMaker, compile_tags
 
 from .invalidation import tag_for
 from .middleware import abind, bind
@@ -39,7 +39,9 @@ ModelsArg = Iterable[type[db_models.Model] | str]
 class _Spec:
     ttl: float | None
     models: tuple[str, ...]  # model tags, resolved once
-    tags: TagsArg
+    # Compiled by cachekit_core.templates. A view's parameters are ``request`` and its URL
+    # kwargs, known per request: a name the request lacks raises then (ConfigurationError).
+    tags: tuple[str, ...] | TagMaker
     cache_control: str | None
     stale_ttl: float
     per_user: bool
@@ -47,21 +49,12 @@ class _Spec:
     def options(
         self, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> ViewOptions:
-        tags = list(self.models)
-        if callable(self.tags):
-            tags += self.tags(request, *args, **kwargs)
-        elif self.tags:
-            for template in self.tags:
-                try:
-                    tags.append(template.format(*args, **kwargs))
-                except (IndexError, KeyError) as exc:
-                    raise ImproperlyConfigured(
-                        f"cache_view tag template {template!r} names a view argument the view "
-                        f"did not receive ({exc}); pass a callable for anything else"
-                    ) from exc
+        tags = self.tags
+        if not isinstance(tags, tuple):
+            tags = tags({"request": request, **kwargs})
         return ViewOptions(
             ttl=self.ttl,
-            tags=tuple(dict.fromkeys(tags)),
+            tags=tuple(dict.fromkeys(self.models + tags)),
             cache_control=self.cache_control,
             stale_ttl=self.stale_ttl,
             per_user=self.per_user,
@@ -108,10 +101,13 @@ def _spec(
     stale_ttl: float,
     per_user: bool,
 ) -> _Spec:
-    if isinstance(tags, str):
-        raise TypeError("tags must be a list of tag templates (or a callable), not one string")
     return _Spec(
-        ttl, tuple(tag_for(m) for m in models), tags, cache_control, float(stale_ttl), per_user
+        ttl,
+        tuple(tag_for(m) for m in models),
+        compile_tags(tags, None),
+        cache_control,
+        float(stale_ttl),
+        per_user,
     )
 
 
@@ -140,8 +136,9 @@ def cache_view(
 
     ``ttl``: seconds (default: the ``s-maxage``/``max-age`` of ``cache_control``, else the
     cache's default). ``models``: model classes (or ``"app_label.Model"``) whose saves
-    invalidate the page. ``tags``: templates formatted with the view's arguments
-    (``"product:{pk}"``) or a callable ``(request, *args, **kwargs) -> list[str]``.
+    invalidate the page. ``tags``: templates formatted with the view's URL kwargs and
+    ``request`` (``"product:{pk}"``), or a callable receiving those it declares by name
+    (``lambda request, pk: [...]``); the rules are ``cachekit_core.templates``'.
     ``cache_control``: sent when the response sets none. ``stale_ttl``: serve the old page that
     long past expiry while one request re-renders. ``per_user``: key by the logged-in user and
     send ``Cache-Control: private`` (requests with a session cookie otherwise bypass).

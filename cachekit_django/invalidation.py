@@ -236,7 +236,7 @@ def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwarg
 
 
 def connect() -> None:
-    """Connect the hooks (``CachekitConfig.ready()`` calls this; calling it again is a no-op)."""
+    """Connect the hooks (``CachekitDjangoConfig.ready()`` calls this; calling again is a no-op)."""
     uid = "cachekit_django.invalidation"
     post_save.connect(_on_save_or_delete, dispatch_uid=f"{uid}.save")
     post_delete.connect(_on_save_or_delete, dispatch_uid=f"{uid}.delete")

@@ -37,8 +37,8 @@ from cachekit_core.httpcache import (
     ViewOptions,
 )
 
+from . import conf
 from ._transactions import uncommitted_writes
-from .conf import get_cache
 
 __all__ = ["CacheMiddleware", "abind", "bind", "get_http_cache", "http_settings"]
 
@@ -83,9 +83,9 @@ _http: tuple[Cache, HttpCache] | None = None
 
 
 def get_http_cache() -> HttpCache:
-    """The process-wide ``HttpCache`` on ``conf.get_cache()`` (rebuilt when settings change)."""
+    """The process-wide ``HttpCache`` on ``conf.engine()`` (rebuilt when settings change)."""
     global _http
-    cache, current = get_cache(), _http
+    cache, current = conf.engine(), _http
     if current is None or current[0] is not cache:
         current = _http = (cache, HttpCache(cache, http_settings()))
     return current[1]

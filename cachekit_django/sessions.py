@@ -1,7 +1,9 @@
 """A session engine on cachekit: ``SESSION_ENGINE = "cachekit_django.sessions"``.
 
-Sessions live in the cache named by ``SESSION_CACHE_ALIAS`` (normally a ``CachekitCache``),
-under keys prefixed like Django's cache sessions, pickled and signed by that cache. Set
+Sessions live in the ``CACHES`` alias of cachekit's engine (``CACHEKIT["CACHE"]``, default
+``"default"``), so they follow the pages to Redis, or in ``SESSION_CACHE_ALIAS`` when the
+project sets it (normally a ``CachekitCache`` too). Keys are prefixed like Django's cache
+sessions; values are pickled and signed by that cache. Set
 ``CACHEKIT = {"SESSIONS": {"WRITE_THROUGH": True}}`` (or subclass with ``write_through = True``)
 to keep every session in the database too, as ``cached_db`` does; that needs
 ``django.contrib.sessions`` in ``INSTALLED_APPS``.
@@ -20,7 +22,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache import BaseCache, caches
@@ -82,7 +83,7 @@ class SessionStore(DBStore):
         async def _aget_session_from_db(self) -> AbstractBaseSession | None: ...
 
     def __init__(self, session_key: str | None = None) -> None:
-        self._cache = cache = caches[settings.SESSION_CACHE_ALIAS]
+        self._cache = cache = caches[conf.session_alias()]
         self._ops: BaseCache = cache.strict if isinstance(cache, CachekitCache) else cache
         self._write_through = _write_through(type(self))
         # The last load could not reach the cache: the session is kept but must not be

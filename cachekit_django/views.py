@@ -1,4 +1,5 @@
-"""A Prometheus scrape endpoint for the default engine (``settings.CACHEKIT``).
+"""A Prometheus scrape endpoint for the engine of pages, fragments and invalidation
+(``conf.engine()``: the ``CACHES`` alias named by ``CACHEKIT["CACHE"]``).
 
 Add it to your URLs (needs the ``metrics`` extra, ``pip install 'cachekit-web[metrics]'``)::
 
@@ -38,7 +39,7 @@ _registered: tuple[weakref.ref[Cache], CollectorRegistry] | None = None
 
 
 def metrics_registry() -> CollectorRegistry:
-    """The registry the ``metrics`` view serves, with ``conf.get_cache()`` registered in it.
+    """The registry the ``metrics`` view serves, with ``conf.engine()`` registered in it.
 
     Settings changes (``override_settings`` in tests) replace the engine; the registry is then
     rebuilt for the new one, so a scrape never reports an engine that is no longer in use."""
@@ -50,7 +51,7 @@ def metrics_registry() -> CollectorRegistry:
             "cachekit_django.views.metrics needs prometheus-client: "
             "pip install 'cachekit-web[metrics]'"
         ) from exc
-    cache = conf.get_cache()
+    cache = conf.engine()
     with _lock:
         if _registered is None or _registered[0]() is not cache:
             registry = CollectorRegistry()
@@ -62,7 +63,7 @@ def metrics_registry() -> CollectorRegistry:
 @never_cache  # Cache-Control: no-store (and friends): scrapes must always be fresh
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition text for the default engine's counters and loader latency."""
+    """Prometheus exposition text for the engine's counters and loader latency."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     body = generate_latest(metrics_registry())

@@ -7,8 +7,9 @@
         ... expensive ...
     {% endcachefragment %}
 
-Arguments: the TTL in seconds (``None``: the cache's default), the fragment name (quoted or
-bare, never a variable), then any vary-on expressions, as ``{% cache %}`` takes them.
+Arguments: the TTL in seconds, kept in full (``None``: the ``TIMEOUT`` of the engine's
+``CACHES`` alias), the fragment name (quoted or bare, never a variable), then any vary-on
+expressions, as ``{% cache %}`` takes them.
 ``models=`` (labels, comma-separated, or model classes) and ``tags=`` (comma-separated, or a
 list) attach invalidation tags: saving a model or ``invalidate_tags(...)`` re-renders the
 fragment. Concurrent renders of one missing fragment run the template once (single-flight).
@@ -22,8 +23,8 @@ from typing import Any
 from django import template
 from django.template.base import FilterExpression, NodeList, Parser, Token
 
+from .. import conf
 from .._transactions import uncommitted_writes
-from ..conf import get_cache
 from ..invalidation import tag_for
 
 register = template.Library()
@@ -79,7 +80,7 @@ class CacheFragmentNode(template.Node):
         key = fragment_key(self.name, (v.resolve(context) for v in self.vary_on))
         # get_or_set: a missing fragment is rendered once, whoever else asks for it meanwhile.
         return str(
-            get_cache().get_or_set(
+            conf.engine().get_or_set(
                 key, lambda: str(self.nodelist.render(context)), ttl=ttl, tags=tags
             )
         )

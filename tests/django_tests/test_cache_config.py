@@ -1,4 +1,5 @@
-"""CachekitCache and the CACHEKIT setting: namespaces, OPTIONS, LOCATION, shared engines."""
+"""CachekitCache and the engines behind it: namespaces, OPTIONS, LOCATION, shared engines (the
+one-configuration rules themselves are in ``test_one_configuration``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from django.test import override_settings
 
 from cachekit_django import conf
 from cachekit_django.cache import CachekitCache
+
+BACKEND = "cachekit_django.cache.CachekitCache"
 
 
 def make(location: Any = "", **options: Any) -> CachekitCache:
@@ -65,7 +68,7 @@ def test_aliases_and_threads_share_one_engine(redis_caches: str) -> None:
     assert engines == [engine()]
 
 
-def test_cachekit_setting_builds_the_default_engine(redis_url: str) -> None:
+def test_deprecated_cachekit_setting_still_builds_the_engine(redis_url: str) -> None:
     config = {
         "LAYERS": [
             {"BACKEND": "memory", "MAXSIZE": 100, "TTL": 5},
@@ -75,7 +78,8 @@ def test_cachekit_setting_builds_the_default_engine(redis_url: str) -> None:
         "DEFAULT_TTL": 60,
     }
     with override_settings(CACHEKIT=config):
-        cache = conf.get_cache()
+        with pytest.warns(DeprecationWarning, match="CACHES"):
+            cache = conf.get_cache()
         assert cache is conf.get_cache()
         assert (cache.namespace, [layer.name for layer in cache.layers]) == (
             "shop",
@@ -83,13 +87,28 @@ def test_cachekit_setting_builds_the_default_engine(redis_url: str) -> None:
         )
         cache.set("k", "v")
         assert cache.get("k") == "v"
-    assert conf.get_cache() is not cache  # rebuilt from the restored settings
+    assert conf.get_cache() is not cache  # rebuilt from the restored settings: CACHES["default"]
+    default = caches["default"]
+    assert isinstance(default, CachekitCache) and conf.get_cache() is default.engine
     assert [layer.name for layer in conf.get_cache().layers] == ["memory"]
     with (
         override_settings(CACHEKIT={"LAYERS": [{"BACKEND": "memcached"}]}),
         pytest.raises(ImproperlyConfigured, match="BACKEND"),
     ):
         conf.get_cache()
+
+
+def test_backends_follow_the_engine_after_close_all() -> None:
+    # Django keeps its backend object per thread; a closed engine must not stay behind in it,
+    # or the pages (conf.engine()) and this thread's cache API would use different engines.
+    cache = caches["default"]
+    assert isinstance(cache, CachekitCache)
+    before = cache.engine
+    cache.set("k", 1)
+    conf.close_all()
+    assert cache.engine is not before and cache.engine is conf.engine()
+    assert cache.get("k") is None  # in-process: the store went with the engine
+    assert cache.strict.engine is conf.engine()  # in-process stores have no strict twin
 
 
 def test_engines_are_per_event_loop_safe() -> None:
@@ -111,8 +130,8 @@ def test_cluster_option_and_url(cluster_url: str, redis_cluster: Any) -> None:
         cache.set_many({f"k{i}": i for i in range(20)})
         assert cache.get_many([f"k{i}" for i in range(20)]) == {f"k{i}": i for i in range(20)}
         cache.clear()
-    config = {"LAYERS": [{"BACKEND": "redis", "URL": seed, "CLUSTER": True}], "NAMESPACE": "cl"}
-    with override_settings(CACHEKIT=config):
+    entry = {"BACKEND": BACKEND, "LOCATION": seed, "OPTIONS": {"CLUSTER": True, "NAMESPACE": "cl"}}
+    with override_settings(CACHES={"default": entry}):
         conf.get_cache().set("x", 1)
         assert conf.get_cache().get("x") == 1
         from cachekit_django import checks

@@ -95,3 +95,23 @@ def test_check_reports_an_unreachable_redis(settings: Any) -> None:
     with pytest.raises(CommandError, match="1 problem"):
         call_command("cachekit", "check", stdout=out)
     assert "cachekit.W001" in out.getvalue()
+
+
+def test_check_fails_when_pages_and_caches_use_different_stores(
+    settings: Any, redis_url: str
+) -> None:
+    """The reported case: CACHES["default"] moved to Redis while the deprecated CACHEKIT kept
+    the pages in each process's memory. The command used to call that configuration OK."""
+    use_cachekit(settings, redis_url=redis_url)
+    settings.CACHEKIT = {"LAYERS": [{"BACKEND": "memory", "TTL": 30}]}
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 problem"):
+        call_command("cachekit", "check", stdout=out)
+    text = out.getvalue()
+    assert "Pages, fragments and invalidation: deprecated CACHEKIT settings" in text
+    assert "in-process only" in text and "cachekit.W003" in text
+    settings.CACHEKIT = {}  # one configuration: everything on CACHES["default"], in Redis
+    out = StringIO()
+    call_command("cachekit", "check", stdout=out)
+    assert "Pages, fragments and invalidation: CACHES['default'], Redis at" in out.getvalue()
+    assert "configuration OK" in out.getvalue()

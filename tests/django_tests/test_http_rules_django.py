@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from django.contrib.auth.models import User
 from django.core.handlers.asgi import ASGIHandler
 from django.test import Client
 
-from cachekit_core import _httpbase
 from cachekit_core.http import http_date
 from cachekit_core.httpcache import Request
 from cachekit_django import conf, invalidate_tags
@@ -50,20 +48,18 @@ def shared(settings: Any, **http: Any) -> None:
 
 class Clock:
     """Moves the engine's clock (freshness) and the HTTP layer's (Age, stored-at) forward.
-    Call ``advance`` after the last settings change: a new CACHEKIT builds a new engine."""
+    Call ``advance`` after the last settings change: new CACHES build a new engine."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch = monkeypatch
         self.offset = 0.0
-        fake_time = SimpleNamespace(time=self.now, monotonic=time.monotonic)
-        monkeypatch.setattr(_httpbase, "time", fake_time)
 
     def now(self) -> float:
         return time.time() + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
-        self.monkeypatch.setattr(conf.get_cache(), "_clock", self.now)
+        self.monkeypatch.setattr(conf.get_cache(), "clock", self.now)
 
 
 @pytest.fixture

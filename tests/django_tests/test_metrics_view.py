@@ -1,7 +1,9 @@
-"""``cachekit_django.views.metrics``: a Prometheus scrape of the default engine, served by a
-real URLconf through Django's test client."""
+"""``cachekit_django.views.metrics``: a Prometheus scrape of the engine (``CACHES["default"]``'s),
+served by a real URLconf through Django's test client."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from django.http import HttpRequest, HttpResponse
@@ -13,10 +15,15 @@ from cachekit_django import conf
 from cachekit_django.views import metrics, metrics_registry
 
 NAMESPACE = "metricsview"
+BACKEND = "cachekit_django.cache.CachekitCache"
+
+
+def caches_in(namespace: str) -> dict[str, dict[str, Any]]:
+    return {"default": {"BACKEND": BACKEND, "OPTIONS": {"NAMESPACE": namespace}}}
 
 
 def product(request: HttpRequest, pk: int) -> HttpResponse:
-    value = conf.get_cache().get_or_set(f"product:{pk}", lambda: f"product {pk}")
+    value = conf.engine().get_or_set(f"product:{pk}", lambda: f"product {pk}")
     return HttpResponse(value)
 
 
@@ -33,7 +40,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-@override_settings(ROOT_URLCONF=__name__, CACHEKIT={"NAMESPACE": NAMESPACE})
+@override_settings(ROOT_URLCONF=__name__, CACHES=caches_in(NAMESPACE))
 def test_scrape_reports_hits_and_loader_latency(client: Client) -> None:
     # Counters come from the engine whenever the first scrape happens, but loader latency is
     # only observed once registered: what AppConfig.ready() would do at start-up.
@@ -54,7 +61,7 @@ def test_scrape_reports_hits_and_loader_latency(client: Client) -> None:
     assert ("cachekit_loader_duration_seconds_sum", (ns, ("outcome", "ok"))) in got
 
 
-@override_settings(ROOT_URLCONF=__name__, CACHEKIT={"NAMESPACE": NAMESPACE})
+@override_settings(ROOT_URLCONF=__name__, CACHES=caches_in(NAMESPACE))
 def test_scrapes_are_fresh_and_get_only(client: Client) -> None:
     client.get("/product/1/")
     first = samples(client.get("/metrics/").content.decode())
@@ -72,7 +79,7 @@ def test_registry_follows_the_engine_and_is_not_the_global_one() -> None:
     registry = metrics_registry()
     assert registry is not REGISTRY
     assert metrics_registry() is registry  # registered once per engine
-    with override_settings(CACHEKIT={"NAMESPACE": "other"}):  # a new engine
+    with override_settings(CACHES=caches_in("other")):  # a new engine
         replaced = metrics_registry()
         assert replaced is not registry
         names = {s.labels.get("namespace") for m in replaced.collect() for s in m.samples}

@@ -223,22 +223,28 @@ async def test_async_load_during_an_outage_keeps_the_key(
 
 
 def test_one_timeout_per_request_across_engines(private_redis: RedisServer) -> None:
-    """The page cache (CACHEKIT), CACHES and the sessions' strict twin share one breaker per
-    Redis: a request that meets a frozen Redis in all three waits one timeout, not three."""
+    """Every engine cachekit_django builds for one Redis shares its breaker: the pages' engine
+    (CACHES["pages"]), another alias's (CACHES["default"]) and the sessions' strict twin. A
+    request that meets a frozen Redis in all three waits one timeout, not three."""
     from cachekit_django import conf
 
     options = {"SOCKET_TIMEOUT": 0.2, "BREAKER_COOLDOWN": 5}
     caches_setting = {
-        "default": {"BACKEND": BACKEND, "LOCATION": private_redis.url, "OPTIONS": options}
+        alias: {
+            "BACKEND": BACKEND,
+            "LOCATION": private_redis.url,
+            "OPTIONS": {**options, "NAMESPACE": alias},  # two stores: two engines
+        }
+        for alias in ("default", "pages")
     }
-    layers = [{"BACKEND": "redis", "URL": private_redis.url, "SOCKET_TIMEOUT": 0.2}]
-    layers[0]["BREAKER_COOLDOWN"] = 5
-    with override_settings(CACHES=caches_setting, CACHEKIT={"LAYERS": layers}):
-        page_engine = conf.get_cache()
+    with override_settings(CACHES=caches_setting, CACHEKIT={"CACHE": "pages"}):
+        page_engine = conf.engine()
         default = caches["default"]
         assert isinstance(default, CachekitCache)
         session_ops = default.strict
-        for engine in (page_engine, default.engine, session_ops.engine):
+        engines = (page_engine, default.engine, session_ops.engine)
+        assert len({id(engine) for engine in engines}) == 3
+        for engine in engines:
             engine.get("warm")  # connections open, breakers closed
         private_redis.freeze()
         try:

@@ -22,7 +22,10 @@ LOAD = "{% load cachekit %}"
 
 @pytest.fixture(autouse=True)
 def _cachekit(settings: Any) -> None:
-    settings.CACHEKIT = {"NAMESPACE": "fragments"}
+    options = {"NAMESPACE": "fragments"}
+    settings.CACHES = {
+        "default": {"BACKEND": "cachekit_django.cache.CachekitCache", "OPTIONS": options}
+    }
 
 
 def render(source: str, **context: Any) -> str:

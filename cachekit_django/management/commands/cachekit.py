@@ -10,14 +10,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cachekit_django import checks
-from cachekit_django.conf import get_cache
+from cachekit_django import checks, conf
 
 
 class Command(BaseCommand):
-    help = "Inspect, clear, warm or check cachekit's default cache (settings.CACHEKIT)."
+    help = (
+        "Inspect, clear, warm or check the engine of cachekit's pages, fragments and "
+        'invalidation (the CACHES alias named by CACHEKIT["CACHE"], default "default").'
+    )
     # `check` runs the cachekit checks itself, and `clear` must work while Redis is down.
     requires_system_checks: list[str] = []
 
@@ -36,7 +39,7 @@ class Command(BaseCommand):
 
     # -- stats ---------------------------------------------------------------------------------
     def handle_stats(self, *, as_json: bool = False, **options: Any) -> None:
-        cache = get_cache()
+        cache = conf.engine()
         stats: dict[str, Any] = {"cache": repr(cache), **cache.stats()}
         redis_info = {}
         for url in checks.redis_urls():
@@ -53,7 +56,7 @@ class Command(BaseCommand):
 
     # -- clear ---------------------------------------------------------------------------------
     def handle_clear(self, **options: Any) -> None:
-        cache = get_cache()
+        cache = conf.engine()
         before = cache.counters.invalidation_errors
         cache.clear()
         if cache.counters.invalidation_errors > before:
@@ -65,12 +68,13 @@ class Command(BaseCommand):
     def handle_warm(self, *, urls: list[str], host: str | None = None, **options: Any) -> None:
         from django.test import Client
 
-        cache = get_cache()
-        if cache._shared is None:
+        cache = conf.engine()
+        if not any(layer.shared for layer in cache.layers):
             self.stderr.write(
                 self.style.WARNING(
                     "The cache is in-process only: pages warmed by this command die with it. "
-                    "Configure a Redis layer in CACHEKIT to warm a shared cache."
+                    f"Point the LOCATION of CACHES[{conf.cache_alias()!r}] at Redis to warm a "
+                    "shared cache."
                 )
             )
         client = Client(raise_request_exception=False)
@@ -113,23 +117,37 @@ class Command(BaseCommand):
 
     # -- check ---------------------------------------------------------------------------------
     def handle_check(self, **options: Any) -> None:
-        messages = checks.check_settings() + checks.check_middleware()
-        urls = checks.redis_urls()
-        for url in urls:
-            problem = checks.ping(url)
-            if problem is None:
-                self.stdout.write(self.style.SUCCESS(f"Redis at {checks.safe_url(url)}: OK"))
+        messages = checks.check_settings() + checks.check_engines() + checks.check_middleware()
+        self._describe_engine()
+        targets = checks.redis_targets()
+        for url, users in targets.items():
+            if checks.ping(url) is None:
+                where = f"Redis at {checks.safe_url(url)} ({', '.join(users)})"
+                self.stdout.write(self.style.SUCCESS(f"{where}: OK"))
         messages += checks.check_redis()
         for message in messages:
             style = self.style.ERROR if message.is_serious() else self.style.WARNING
             self.stdout.write(style(f"{message.id}: {message.msg}"))
             if message.hint:
                 self.stdout.write(f"    HINT: {message.hint}")
-        if not urls:
-            self.stdout.write("No Redis configured: the cache is in-process only.")
-        if any(m.is_serious() or m.id == "cachekit.W001" for m in messages):
+        # W001 and W003 are warnings for `manage.py check` (the site runs), but this command
+        # is asked whether the cache works as configured: they fail it.
+        if any(m.is_serious() or m.id in ("cachekit.W001", "cachekit.W003") for m in messages):
             raise CommandError(f"{len(messages)} problem(s) found.")
         self.stdout.write(self.style.SUCCESS("cachekit configuration OK."))
+
+    def _describe_engine(self) -> None:
+        """Say which store pages, fragments and invalidation use: the first thing to know."""
+        try:
+            source = conf.source()
+        except ImproperlyConfigured:
+            return  # reported by check_settings
+        where = f"CACHES[{source.alias!r}]" if source.alias else "deprecated CACHEKIT settings"
+        self.stdout.write(f"Pages, fragments and invalidation: {where}, {source.spec.describe()}")
+        if source.spec.redis_url is None:
+            self.stdout.write(
+                "The engine is in-process only: each process keeps its own pages and fragments."
+            )
 
 
 def _default_host() -> str:

@@ -44,21 +44,16 @@ REDIS_URL = os.environ.get("REDIS_URL")  # e.g. redis://127.0.0.1:6379/0
 # How long L1 trusts a copy of a Redis entry (tests/faults shortens it so Redis sees traffic).
 L1_TTL = float(os.environ.get("SHOP_L1_TTL", "30"))
 
-# The engine behind cache_view, {% cachefragment %} and `manage.py cachekit`.
-CACHEKIT = {
-    "LAYERS": [
-        {"BACKEND": "memory", "MAXSIZE": 10_000, "TTL": L1_TTL},
-        *([{"BACKEND": "redis", "URL": REDIS_URL}] if REDIS_URL else []),
-    ],
-    "NAMESPACE": "django_shop",
-    "DEFAULT_TTL": 300,
-}
-# Django's cache API (and the sessions below) on cachekit; in-process without a LOCATION.
+# One cache: Django's cache API, cache_view pages, {% cachefragment %}, model invalidation,
+# `manage.py cachekit`, /cachekit/ and the sessions below all use the engine of this alias
+# (CACHEKIT["CACHE"] would name another). In-process without a LOCATION; with REDIS_URL, an
+# in-process L1 in front of Redis, shared by every process.
 CACHES = {
     "default": {
         "BACKEND": "cachekit_django.cache.CachekitCache",
-        **({"LOCATION": REDIS_URL} if REDIS_URL else {}),
-        "OPTIONS": {"NAMESPACE": "django_shop_cache"},
+        "LOCATION": REDIS_URL or "",
+        "TIMEOUT": 300,  # also the TTL of pages and fragments that name none
+        "OPTIONS": {"NAMESPACE": "django_shop", "L1_TTL": L1_TTL},
     }
 }
 # The cart lives in the session, the session in the cache (no session table reads).

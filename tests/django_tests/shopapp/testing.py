@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from django.http import HttpResponseBase
 
 CACHE_MIDDLEWARE = "cachekit_django.middleware.CacheMiddleware"
+BACKEND = "cachekit_django.cache.CachekitCache"
 
 
 def use_cachekit(
@@ -18,14 +19,13 @@ def use_cachekit(
     redis_url: str | None = None,
     middleware: list[str] | None = None,
 ) -> None:
-    """Put CacheMiddleware on top of the test settings' MIDDLEWARE and set ``CACHEKIT``
-    (changing it builds a fresh engine: nothing leaks from one test into the next)."""
-    config: dict[str, Any] = {"NAMESPACE": "shoptest"}
-    if http:
-        config["HTTP"] = http
-    if redis_url:
-        config["LAYERS"] = [{"BACKEND": "memory"}, {"BACKEND": "redis", "URL": redis_url}]
-    settings.CACHEKIT = config
+    """Put CacheMiddleware on top of the test settings' MIDDLEWARE and make ``CACHES["default"]``
+    cachekit's engine, in process or (``redis_url``) an L1 in front of Redis (changing CACHES
+    builds a fresh engine: nothing leaks from one test into the next)."""
+    location = {"LOCATION": redis_url} if redis_url else {}
+    entry = {"BACKEND": BACKEND, **location, "OPTIONS": {"NAMESPACE": "shoptest"}}
+    settings.CACHES = {"default": entry}
+    settings.CACHEKIT = {"HTTP": http} if http else {}
     rest = [m for m in (middleware or settings.MIDDLEWARE) if m != CACHE_MIDDLEWARE]
     settings.MIDDLEWARE = [CACHE_MIDDLEWARE, *rest]
 

@@ -68,6 +68,7 @@ def static(request: HttpRequest) -> HttpResponse:
 
 
 echo = cache_view(ttl=60, tags=["echo"])(_echo)
+long = cache_view(ttl=600)(_echo)  # longer than an L1's 30 s TTL
 plain = _echo  # not decorated: validators only (or shared-cache mode)
 me = cache_view(ttl=60, per_user=True)(_echo)
 stale = cache_view(ttl=10, stale_ttl=60)(_echo)
