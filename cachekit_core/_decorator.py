@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .keys import stable_repr
 from .policy import Policy
 from .templates import TagSpec as TagSpec
 from .templates import check_template, compile_tags, indexed
@@ -47,7 +48,8 @@ def _key_builder(
         prefix = f"{func.__module__}.{func.__qualname__}:"
 
         def default_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            return prefix + repr(tuple(binder(args, kwargs).values()))
+            bound = binder(args, kwargs)
+            return prefix + stable_repr(tuple(bound.values()), tuple(bound))
 
         return default_key, None
     fields = check_template(template, binder.names)
@@ -75,7 +77,7 @@ def _tags_builder(
 
 _WRAPPER_TEMPLATE = """
 def _ck_make(_ck_data, _ck_clock, _ck_local, _ck_current, _ck_resolve, _ck_key, _ck_policy,
-             _ck_func, _ck_fast, _ck_arity, {defaults}):
+             _ck_func, _ck_fast, _ck_arity, _ck_repr, _ck_names, {defaults}):
     {kind}def wrapper({params}):
         _ck_k = {key_expr}
         try:
@@ -121,7 +123,7 @@ def _make_wrapper(
     if binder.plain and not any(name.startswith("_ck_") for name in names):
         if template is None:
             prefix = f"{func.__module__}.{func.__qualname__}:"
-            form = {"key_expr": f"{prefix!r} + repr({args_tuple})"}
+            form = {"key_expr": f"{prefix!r} + _ck_repr({args_tuple}, _ck_names)"}
         elif (fields := check_template(template, binder.names)) is not None:
             namespace["_ck_fmt"] = indexed(template, lambda i, _: str(i)).format
             form = {"key_expr": f"_ck_fmt({', '.join(fields)})"}
@@ -191,6 +193,8 @@ def cached(
             "_ck_func": func,
             "_ck_fast": fast,
             "_ck_arity": arity,
+            "_ck_repr": stable_repr,
+            "_ck_names": binder.names,
         }
         wrapper: Any = functools.wraps(func)(_make_wrapper(func, key, binder, namespace, is_async))
 

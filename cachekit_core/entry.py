@@ -29,6 +29,7 @@ from typing import Any
 
 import msgpack
 
+from .exceptions import SerializationError
 from .serializers import MsgpackSerializer, Serializer
 
 MAGIC = b"CK"
@@ -36,6 +37,7 @@ FORMAT_VERSION = 2
 HEADER = struct.Struct("!2sBBH")
 MAC_SIZE = 32
 
+MAX_TAG_BYTES = 0xFFFF  # the header's u16 length of the tag keys
 FLAG_COMPRESSED = 0x01  # payload is zlib-compressed serializer output
 FLAG_SIGNED = 0x02
 FLAG_INLINE = 0x04  # msgpack values sit in the body itself: one (un)packing pass, not two
@@ -125,7 +127,8 @@ class Codec:
         self.max_size = max_size
 
     def _mac(self, key: str, data: bytes) -> bytes:
-        # The key is signed too: a signed entry copied under another key does not verify.
+        # The key is signed too: a signed entry copied under another key (another namespace
+        # included: the engine passes the full stored key) does not verify.
         assert self.secret_key is not None
         signer = hmac.new(self.secret_key, key.encode("utf-8", "surrogatepass") + b"\0", sha256)
         signer.update(data)
@@ -149,6 +152,12 @@ class Codec:
                     payload, flags = packed, flags | FLAG_COMPRESSED
             body = msgpack.packb([*fields, payload], use_bin_type=True)
         tag_blob = "\n".join(entry.tags).encode()
+        if len(tag_blob) > MAX_TAG_BYTES:
+            raise SerializationError(
+                f"the tag keys of one entry take {len(tag_blob)} bytes, over the envelope's "
+                f"{MAX_TAG_BYTES}: use fewer tags (a tag per table or per page of rows, not per "
+                "row)"
+            )
         if self.secret_key:
             flags |= FLAG_SIGNED
         header = HEADER.pack(MAGIC, FORMAT_VERSION, flags, len(tag_blob)) + tag_blob

@@ -8,9 +8,15 @@ key can pick its own Redis Cluster hash slot.
 
 from __future__ import annotations
 
+import datetime
+import enum
 import functools
 import re
+from collections.abc import Sequence
+from decimal import Decimal
 from hashlib import blake2b
+from typing import Any
+from uuid import UUID
 
 from .exceptions import ConfigurationError
 
@@ -78,3 +84,44 @@ class KeySpace:
     def scan_pattern(self) -> str:
         # The namespace alphabet excludes glob metacharacters, so no escaping is needed.
         return self.prefix + "*"
+
+
+# Values whose repr() is a stable, unique text form: the same value gives the same text in
+# every process, and different values give different texts.
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+_STABLE_TYPES = (Decimal, UUID, datetime.date, datetime.time, datetime.timedelta, enum.Enum)
+
+
+def stable_repr(values: tuple[Any, ...], names: Sequence[str]) -> str:
+    """The text of a call's arguments for a default ``@cached`` key: ``repr(values)`` when
+    every value has a stable, unique text form; else TypeError naming the parameter.
+
+    ``repr`` of most objects is their memory address (a new key every process, and a reused
+    address is another object's key) or not unique (a Django model's ``<Customer: John
+    Smith>``): such a key would serve one object's value for another's.
+    """
+    for value in values:
+        if type(value) not in _PLAIN_TYPES:
+            return (
+                "(" + "".join(_part(v, n) + ", " for v, n in zip(values, names, strict=True)) + ")"
+            )
+    return repr(values)
+
+
+def _part(value: Any, name: str) -> str:
+    kind = type(value)
+    if kind in _PLAIN_TYPES or isinstance(value, _STABLE_TYPES):
+        return repr(value)
+    if kind is tuple:
+        return "(" + "".join(_part(v, name) + ", " for v in value) + ")"
+    if kind is frozenset:  # its iteration order depends on the process's hash seed
+        return "frozenset({" + ", ".join(sorted(_part(v, name) for v in value)) + "})"
+    for base in (str, int, float, bytes):  # a subclass (a lazy string...): its plain value
+        if isinstance(value, base):
+            return base.__repr__(value)
+    raise TypeError(
+        f"@cached cannot make a default key from parameter {name!r}: a {kind.__qualname__} "
+        "has no stable, unique text form (its repr may be a memory address, or the same for "
+        "two objects). Pass key='...' naming the fields that identify it, e.g. "
+        f"key='...:{{{name}.pk}}'"
+    )

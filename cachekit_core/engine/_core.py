@@ -7,6 +7,8 @@ The engine depends on the layer protocols of ``layers/base.py`` only: an optiona
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import math
 import random
@@ -22,13 +24,13 @@ from typing import Any
 import msgpack
 
 from .._concurrency import AsyncFlights, SyncFlights
-from ..throttle import Throttle
-from ..entry import Codec, CorruptEntry, Entry
+from ..entry import MAX_TAG_BYTES, Codec, CorruptEntry, Entry
 from ..exceptions import ConfigurationError, SerializationError
 from ..keys import KeySpace
-from ..layers.base import LocalLayer, SharedLayer
+from ..layers.base import BAD_VERSION, LocalLayer, SharedLayer
 from ..layers.memory import MemoryLayer
 from ..serializers import Serializer, get_serializer
+from ..throttle import Throttle
 
 log = logging.getLogger("cachekit")
 
@@ -86,8 +88,12 @@ class EngineCore:
         self.default_ttl = default_ttl
         self.jitter = jitter
         key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        self._secret_key = key
+        # Entries are signed with a key of this namespace's own (derived, one-way): an entry
+        # or a session blob signed for one namespace never verifies in another.
+        entry_key = _derive(key, f"entries:{namespace}") if key else None
         self._codec = Codec(
-            get_serializer(serializer, key), key, compress_threshold, max_value_size
+            get_serializer(serializer, entry_key), entry_key, compress_threshold, max_value_size
         )
         self.raise_on_error = raise_on_error
         self.lock_ttl = lock_ttl
@@ -123,8 +129,8 @@ class EngineCore:
 
     @property
     def secret_key(self) -> bytes | None:
-        """The key entries are signed with (None: unsigned)."""
-        return self._codec.secret_key
+        """The secret this cache was built with (None: unsigned); each use derives its own."""
+        return self._secret_key
 
     # -- tags and local generations ----------------------------------------------------------
     def _tag_keys(self, tags: Iterable[str]) -> tuple[str, ...]:
@@ -237,6 +243,12 @@ class EngineCore:
             ttl = self.default_ttl if self.default_ttl is not None else math.inf
         if ttl <= 0:
             return None
+        if tag_keys and sum(map(len, tag_keys)) + len(tag_keys) - 1 > MAX_TAG_BYTES:
+            # Tag keys are ASCII (keys.safe_part): characters are bytes.
+            raise SerializationError(
+                f"one entry's tag keys take more than the envelope's {MAX_TAG_BYTES} bytes "
+                f"({len(tag_keys)} tags): use fewer, coarser tags (per table or page, not per row)"
+            )
         if self.jitter and not math.isinf(ttl):
             ttl *= 1 + random.uniform(-self.jitter, self.jitter)
         local = self.local
@@ -245,9 +257,12 @@ class EngineCore:
         now = self.clock()
         return Entry(value, now + ttl, now + ttl + max(stale_ttl, 0.0), tag_keys, delta)
 
-    def _encode(self, key: str, entry: Entry, versions: list[int]) -> bytes:
+    def _encode(self, ekey: str, entry: Entry, versions: list[int]) -> bytes:
+        """The envelope of ``entry`` stored under ``ekey`` (the full key: it is signed too)."""
         try:
-            return self._codec.encode(entry, versions, key)
+            return self._codec.encode(entry, versions, ekey)
+        except SerializationError:
+            raise
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(
                 f"cachekit cannot store a {type(entry.value).__name__} under namespace "
@@ -255,12 +270,13 @@ class EngineCore:
                 "Convert it to plain data, or use serializer='pickle' with a secret_key."
             ) from exc
 
-    def _decode(self, key: str, blob: bytes | None) -> tuple[Entry, list[int]] | None:
-        """Decode an entry read from Redis; None (counted, logged) for anything unreadable."""
+    def _decode(self, ekey: str, blob: bytes | None) -> tuple[Entry, list[int]] | None:
+        """Decode an entry read from Redis under ``ekey``; None (counted, logged) for anything
+        unreadable, forged, or copied there from another key."""
         if blob is None:
             return None
         try:
-            return self._codec.decode(blob, key)
+            return self._codec.decode(blob, ekey)
         except CorruptEntry as exc:
             self.report_corrupt(exc)
             return None
@@ -280,6 +296,8 @@ class EngineCore:
         try:
             now = [int(v) if v is not None else 0 for v in current]
         except (TypeError, ValueError):
+            now = [BAD_VERSION]
+        if BAD_VERSION in now:
             self.report_corrupt("unreadable tag version")
             return False
         if now != versions:
@@ -291,7 +309,7 @@ class EngineCore:
         """Decode a row of the read script: the entry, then its tags' current versions."""
         if not row:
             return None
-        decoded = self._decode(key, row[0])
+        decoded = self._decode(self.keyspace.entry(key), row[0])
         if decoded is None:
             return None
         entry, versions = decoded
@@ -379,6 +397,11 @@ class EngineCore:
             "errors": errors,
             "circuit": circuit,
         }
+
+
+def _derive(secret: bytes, purpose: str) -> bytes:
+    """A key for one purpose, derived from ``secret`` (HMAC-SHA256 as a one-step KDF)."""
+    return hmac.new(secret, b"cachekit-key\0" + purpose.encode(), hashlib.sha256).digest()
 
 
 def incremented(key: str, entry: Entry, delta: int) -> Entry:

@@ -9,8 +9,8 @@ import math
 from typing import Any
 
 from .._breaker import CircuitBreaker
-from ..throttle import Throttle
 from ..exceptions import CacheUnavailable
+from ..throttle import Throttle
 
 log = logging.getLogger("cachekit.redis")
 

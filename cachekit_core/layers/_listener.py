@@ -71,7 +71,7 @@ class Listener:
             try:
                 client = self._new_client(**options)
                 self._client = client
-                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                pubsub = client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8
                 pubsub.subscribe(channel)
                 confirmed = pubsub.get_message(timeout=self._socket_timeout * 4)
                 if not confirmed or confirmed.get("type") != "subscribe":

@@ -20,11 +20,14 @@ from typing import Any, Literal, Protocol
 from ..entry import Entry
 from ..keys import KeySpace
 
-__all__ = ["Item", "LocalLayer", "Row", "SharedLayer"]
+__all__ = ["BAD_VERSION", "Item", "LocalLayer", "Row", "SharedLayer"]
 
 # What a shared read returns per key: the stored bytes, then the current versions of the tags
 # whose keys were asked with it (None where a key is absent).
 Row = list[bytes | None]
+# What ``tag_versions`` gives for a version that is not an integer (written by someone else):
+# real versions are positive, so it never matches one.
+BAD_VERSION = -1
 # A write: (layer key, the user's key for the L1 broadcast, stored bytes, TTL in ms or None).
 Item = tuple[str, str, bytes, int | None]
 

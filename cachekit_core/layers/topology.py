@@ -125,10 +125,10 @@ class Topology:
         if self.kind == "sentinel":
             import redis.sentinel
 
-            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8
                 list(self.sentinels), **self._sentinel_kw(options)
             )
-            master = sentinel.master_for(  # type: ignore[no-untyped-call]
+            master = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8
                 self.service, **self.master_options, **options
             )
             return cast("redis.Redis", master)
@@ -152,7 +152,7 @@ class Topology:
         if self.kind == "sentinel":
             import redis.asyncio.sentinel
 
-            sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8
                 list(self.sentinels), **self._sentinel_kw(options)
             )
             master = sentinel.master_for(self.service, **self.master_options, **options)

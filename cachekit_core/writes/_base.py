@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 
-from ..throttle import Throttle
 from ..exceptions import CacheUnavailable, ConfigurationError, SerializationError
 from ..layers.redis import RedisLayer
+from ..throttle import Throttle
 
 if TYPE_CHECKING:
     import redis

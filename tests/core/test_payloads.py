@@ -42,7 +42,12 @@ from cachekit_core.entry import (
     Entry,
 )
 from cachekit_core.keys import KeySpace
-from cachekit_core.serializers import JsonSerializer, MsgpackSerializer, PickleSerializer
+from cachekit_core.serializers import (
+    JsonSerializer,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
 
 redis = pytest.importorskip("redis")
 
@@ -92,10 +97,22 @@ def caches() -> Iterator[list[Cache]]:
         cache.close()
 
 
-def sign(head: bytes, body: bytes, key: bytes = KEY, name: str = "victim") -> bytes:
-    """An envelope exactly as ``Codec.encode`` lays it out for the entry key ``name``:
-    header+tags | MAC(name, header+tags+body) | body."""
-    mac = hmac.new(key, name.encode("utf-8", "surrogatepass") + b"\0" + head + body, sha256)
+def entry_key(namespace: str, secret: bytes = KEY) -> bytes:
+    """The key a cache of ``namespace`` built with ``secret`` signs its entries with: its
+    own, derived one-way, so that no namespace's signature verifies in another."""
+    return hmac.new(secret, b"cachekit-key\0entries:" + namespace.encode(), sha256).digest()
+
+
+def codec(serializer: Serializer, namespace: str, **options: Any) -> Codec:
+    """The codec of a cache of ``namespace`` built with ``secret_key=KEY``."""
+    return Codec(serializer, entry_key(namespace), **options)
+
+
+def sign(head: bytes, body: bytes, name: str = "victim", namespace: str = "pl") -> bytes:
+    """An envelope exactly as a cache of ``namespace`` lays it out for the key ``name``:
+    header+tags | MAC(stored key, header+tags+body) | body."""
+    stored = f"{namespace}:e:{name}".encode("utf-8", "surrogatepass")
+    mac = hmac.new(entry_key(namespace), stored + b"\0" + head + body, sha256)
     return head + mac.digest() + body
 
 
@@ -142,10 +159,20 @@ def hostile_variants(blobs: dict[str, bytes]) -> dict[str, bytes]:
         "signed with another key": Codec(MsgpackSerializer(), b"other key").encode(
             value, [], "victim"
         ),
-        "signed for another key name": Codec(MsgpackSerializer(), KEY).encode(value, [], "plain"),
-        "wrong serializer (json, signed)": Codec(JsonSerializer(), KEY).encode(value, [], "victim"),
-        "wrong serializer (pickle, signed)": Codec(PickleSerializer(), KEY).encode(
-            value, [], "victim"
+        "signed for another key name": codec(MsgpackSerializer(), "pl").encode(
+            value, [], "pl:e:plain"
+        ),
+        "signed for another namespace": codec(MsgpackSerializer(), "other").encode(
+            value, [], "other:e:victim"
+        ),
+        "signed with the secret itself": Codec(MsgpackSerializer(), KEY).encode(
+            value, [], "pl:e:victim"
+        ),
+        "wrong serializer (json, signed)": codec(JsonSerializer(), "pl").encode(
+            value, [], "pl:e:victim"
+        ),
+        "wrong serializer (pickle, signed)": codec(PickleSerializer(), "pl").encode(
+            value, [], "pl:e:victim"
         ),
         "compressed flag forged": bytes([*head[:3], head[3] | FLAG_COMPRESSED])
         + head[4:]
@@ -304,9 +331,9 @@ def pickle_envelopes(marker: Path) -> dict[str, bytes]:
     mkdir = Entry(ExploitMkdir(str(marker)), NOW + TTL, NOW + TTL)
     glob = Entry(ExploitGlobal(), NOW + TTL, NOW + TTL)
     pickler = PickleSerializer()
-    benign = Codec(pickler, KEY).encode(Entry("benign", NOW + TTL, NOW + TTL), [], "evil")
+    benign = codec(pickler, "pk").encode(Entry("benign", NOW + TTL, NOW + TTL), [], "pk:e:evil")
     b_head, b_mac, _ = split(benign)
-    signed_evil = Codec(pickler, KEY).encode(glob, [], "evil")
+    signed_evil = codec(pickler, "pk").encode(glob, [], "pk:e:evil")
     e_head, _, e_body = split(signed_evil)
     return {
         "unsigned mkdir": Codec(pickler).encode(mkdir, []),
@@ -342,8 +369,8 @@ def test_forged_pickles_never_execute(
     caches.append(msgpack_reader)
     r.set(
         "pk:e:evil",
-        Codec(PickleSerializer(), KEY).encode(
-            Entry(ExploitGlobal(), NOW + TTL, NOW + TTL), [], "evil"
+        codec(PickleSerializer(), "pk").encode(
+            Entry(ExploitGlobal(), NOW + TTL, NOW + TTL), [], "pk:e:evil"
         ),
     )
     assert msgpack_reader.get("evil", MISSING) is MISSING
@@ -354,8 +381,8 @@ def test_forged_pickles_never_execute(
     for i, exploit in enumerate((ExploitMkdir(str(marker)), ExploitGlobal())):
         r.set(
             f"pk:e:control{i}",
-            Codec(PickleSerializer(), KEY).encode(
-                Entry(exploit, NOW + TTL, NOW + TTL), [], f"control{i}"
+            codec(PickleSerializer(), "pk").encode(
+                Entry(exploit, NOW + TTL, NOW + TTL), [], f"pk:e:control{i}"
             ),
         )
         reader.get(f"control{i}")
@@ -383,7 +410,7 @@ def test_pickle_without_secret_key_is_refused(redis_url: str) -> None:
 # -- (d) a signed decompression bomb is a cheap miss --------------------------------------------
 
 
-def bomb(inflated: int, name: str, key: bytes = KEY) -> bytes:
+def bomb(inflated: int, name: str) -> bytes:
     """A signed, compressed msgpack envelope whose payload inflates to ``inflated`` bytes (a
     msgpack bin of zeros), streamed through zlib so building it needs no large buffer."""
     deflate = zlib.compressobj(9)
@@ -397,19 +424,19 @@ def bomb(inflated: int, name: str, key: bytes = KEY) -> bytes:
     parts.append(deflate.flush())
     body = msgpack.packb([NOW + TTL, NOW + TTL, [], 0.0, b"".join(parts)], use_bin_type=True)
     flags = MsgpackSerializer.id << SERIALIZER_SHIFT | FLAG_COMPRESSED | FLAG_SIGNED
-    return sign(HEADER.pack(MAGIC, FORMAT_VERSION, flags, 0), body, key, name)
+    return sign(HEADER.pack(MAGIC, FORMAT_VERSION, flags, 0), body, name, "bomb")
 
 
 def test_bomb_builder_matches_codec() -> None:
     """The hand-built envelope is exactly what Codec produces and accepts."""
     small = bomb(64 * 1024, "small")
-    codec = Codec(MsgpackSerializer(), KEY)
-    entry, versions = codec.decode(small, "small")
+    bombs = codec(MsgpackSerializer(), "bomb")
+    entry, versions = bombs.decode(small, "bomb:e:small")
     assert entry.value == bytes(64 * 1024 - 5)
     assert versions == []
-    own = codec.encode(Entry(bytes(64 * 1024 - 5), NOW + TTL, NOW + TTL), [], "small")
+    own = bombs.encode(Entry(bytes(64 * 1024 - 5), NOW + TTL, NOW + TTL), [], "bomb:e:small")
     assert own[: HEADER.size] == small[: HEADER.size]  # same format, flags (compressed, signed)
-    assert codec.decode(own, "small")[0].value == entry.value
+    assert bombs.decode(own, "bomb:e:small")[0].value == entry.value
 
 
 @pytest.mark.parametrize("config", REDIS_CONFIGS)

@@ -50,8 +50,8 @@ def core_tags(spec: Any, expected: tuple[str, ...]) -> tuple[str, ...]:
     cache = Cache()
     calls: list[int] = []
     try:
-
-        @cache.cached(ttl=60, tags=spec)
+        # A request has no stable text form: the key names what identifies the call.
+        @cache.cached(ttl=60, key="fn:{pid}:{q}", tags=spec)
         def fn(request: Any, pid: int, q: Any = "x") -> int:
             calls.append(pid)
             return len(calls)

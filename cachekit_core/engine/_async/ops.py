@@ -17,6 +17,7 @@ from ... import tracing
 from ..._concurrency import Abandoned, async_call, async_sleep
 from ...entry import Entry
 from ...exceptions import CacheUnavailable
+from ...layers.base import BAD_VERSION
 from ...policy import Policy
 from ...results import HIT, READ_MISS, READ_UNAVAILABLE, UNAVAILABLE, UNTAGGED, Read, TagSnapshot
 from .._core import EngineCore, incremented, log
@@ -126,7 +127,7 @@ class AsyncEngineOps(EngineCore):
         if versions is None:
             return False
         ekey = self.keyspace.entry(key)
-        blob = self._encode(key, entry, versions)
+        blob = self._encode(ekey, entry, versions)
         px = entry.ttl_ms(self.clock())
         stored = await shared.aadd(ekey, blob, px, key, self._origin)
         if not stored:
@@ -324,7 +325,7 @@ class AsyncEngineOps(EngineCore):
         self, key: str, ekey: str, row: list[bytes | None], guess: tuple[str, ...]
     ) -> Entry | None:
         """Decode and tag-check one entry read with the versions of the tags we guessed."""
-        decoded = self._decode(key, row[0])
+        decoded = self._decode(ekey, row[0])
         if decoded is None:
             return None
         entry, versions = decoded
@@ -548,11 +549,16 @@ class AsyncEngineOps(EngineCore):
 
     # -- writes ------------------------------------------------------------------------------
     async def _ashared_versions(self, tag_keys: tuple[str, ...]) -> list[int] | None:
-        """Current Redis versions of ``tag_keys``; None if Redis is unavailable."""
+        """Current Redis versions of ``tag_keys``; None if Redis is unavailable, or holds a
+        version that is not one of ours (then nothing is written there under these tags)."""
         shared = self.shared
         if shared is None or not tag_keys:
             return []
-        return await shared.atag_versions(list(tag_keys))
+        versions = await shared.atag_versions(list(tag_keys))
+        if versions is not None and BAD_VERSION in versions:
+            self.report_corrupt("unreadable tag version")
+            return None
+        return versions
 
     async def _awrite_entries(
         self, entries: dict[str, Entry], versions: list[int] | None, gens: tuple[int, ...]
@@ -569,10 +575,10 @@ class AsyncEngineOps(EngineCore):
             # deleted (and other processes told) once it is back.
             shared.remember({self.keyspace.entry(k): k for k in entries})
         else:
-            items = [
-                (self.keyspace.entry(k), k, self._encode(k, e, versions), e.ttl_ms(now))
-                for k, e in entries.items()
-            ]
+            items = []
+            for key, entry in entries.items():
+                ekey = self.keyspace.entry(key)
+                items.append((ekey, key, self._encode(ekey, entry, versions), entry.ttl_ms(now)))
             stored = shared_ok = await shared.awrite(items, self._origin)
             for key, entry in entries.items():
                 self._remember_tags(self.keyspace.entry(key), entry.tags)

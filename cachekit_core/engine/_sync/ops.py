@@ -18,6 +18,7 @@ from ... import tracing
 from ..._concurrency import Abandoned, sync_call, sync_sleep
 from ...entry import Entry
 from ...exceptions import CacheUnavailable
+from ...layers.base import BAD_VERSION
 from ...policy import Policy
 from ...results import HIT, READ_MISS, READ_UNAVAILABLE, UNAVAILABLE, UNTAGGED, Read, TagSnapshot
 from .._core import EngineCore, incremented, log
@@ -125,7 +126,7 @@ class SyncEngineOps(EngineCore):
         if versions is None:
             return False
         ekey = self.keyspace.entry(key)
-        blob = self._encode(key, entry, versions)
+        blob = self._encode(ekey, entry, versions)
         px = entry.ttl_ms(self.clock())
         stored = shared.add(ekey, blob, px, key, self._origin)
         if not stored:
@@ -323,7 +324,7 @@ class SyncEngineOps(EngineCore):
         self, key: str, ekey: str, row: list[bytes | None], guess: tuple[str, ...]
     ) -> Entry | None:
         """Decode and tag-check one entry read with the versions of the tags we guessed."""
-        decoded = self._decode(key, row[0])
+        decoded = self._decode(ekey, row[0])
         if decoded is None:
             return None
         entry, versions = decoded
@@ -545,11 +546,16 @@ class SyncEngineOps(EngineCore):
 
     # -- writes ------------------------------------------------------------------------------
     def _shared_versions(self, tag_keys: tuple[str, ...]) -> list[int] | None:
-        """Current Redis versions of ``tag_keys``; None if Redis is unavailable."""
+        """Current Redis versions of ``tag_keys``; None if Redis is unavailable, or holds a
+        version that is not one of ours (then nothing is written there under these tags)."""
         shared = self.shared
         if shared is None or not tag_keys:
             return []
-        return shared.tag_versions(list(tag_keys))
+        versions = shared.tag_versions(list(tag_keys))
+        if versions is not None and BAD_VERSION in versions:
+            self.report_corrupt("unreadable tag version")
+            return None
+        return versions
 
     def _write_entries(
         self, entries: dict[str, Entry], versions: list[int] | None, gens: tuple[int, ...]
@@ -566,10 +572,10 @@ class SyncEngineOps(EngineCore):
             # deleted (and other processes told) once it is back.
             shared.remember({self.keyspace.entry(k): k for k in entries})
         else:
-            items = [
-                (self.keyspace.entry(k), k, self._encode(k, e, versions), e.ttl_ms(now))
-                for k, e in entries.items()
-            ]
+            items = []
+            for key, entry in entries.items():
+                ekey = self.keyspace.entry(key)
+                items.append((ekey, key, self._encode(ekey, entry, versions), entry.ttl_ms(now)))
             stored = shared_ok = shared.write(items, self._origin)
             for key, entry in entries.items():
                 self._remember_tags(self.keyspace.entry(key), entry.tags)

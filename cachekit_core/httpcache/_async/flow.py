@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from ... import http
+from ...exceptions import SerializationError
 from .._base import (
     BYPASS,
     HIT,
@@ -86,7 +87,10 @@ class AsyncHttpCache(HttpCacheBase):
                 lookup.state = BYPASS
             plan = self._prepare(lookup, response)
             if plan is not None:
-                await self._awrite(lookup, response, *plan)
+                try:
+                    await self._awrite(lookup, response, *plan)
+                except SerializationError as exc:  # e.g. too many tags: serve, don't store
+                    self._not_stored(lookup, exc)
             return self._finish(lookup.request, response, lookup.state)
         finally:
             await self.arelease(lookup)

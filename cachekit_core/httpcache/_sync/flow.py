@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 
 from ... import http
+from ...exceptions import SerializationError
 from .._base import (
     BYPASS,
     HIT,
@@ -85,7 +86,10 @@ class SyncHttpCache(HttpCacheBase):
                 lookup.state = BYPASS
             plan = self._prepare(lookup, response)
             if plan is not None:
-                self._write(lookup, response, *plan)
+                try:
+                    self._write(lookup, response, *plan)
+                except SerializationError as exc:  # e.g. too many tags: serve, don't store
+                    self._not_stored(lookup, exc)
             return self._finish(lookup.request, response, lookup.state)
         finally:
             self.release(lookup)

@@ -32,7 +32,7 @@ from .._shared import (
     NoScriptError,
     sha_of,
 )
-from ..base import Item, Row
+from ..base import BAD_VERSION, Item, Row
 from ..topology import Topology
 
 if TYPE_CHECKING:
@@ -298,7 +298,7 @@ class AsyncRedisIO:
     async def atag_versions(self, tag_keys: list[str]) -> list[int] | None:
         """The current versions of ``tag_keys`` (batched with other reads on asyncio)."""
         values = await self.batcher.aread(self._aread_row, None, tuple(tag_keys))
-        return None if values is None else [int(v) if v is not None else 0 for v in values]
+        return None if values is None else [_version(v) for v in values]
 
     async def abump_tags(self, tag_keys: list[str], origin: str) -> bool:
         async def op(client: AsyncRedisClient) -> bool:
@@ -365,3 +365,14 @@ class AsyncRedisIO:
 
 async def _anothing(client: AsyncRedisClient) -> None:
     return None
+
+
+def _version(value: bytes | None) -> int:
+    """A tag version as stored (absent: 0); BAD_VERSION for anything else someone wrote there,
+    which the engine counts as corrupt and never matches."""
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return BAD_VERSION

@@ -33,7 +33,7 @@ from .._shared import (
     SyncOp,
     sha_of,
 )
-from ..base import Item, Row
+from ..base import BAD_VERSION, Item, Row
 from ..topology import Topology
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ class SyncRedisIO:
     def tag_versions(self, tag_keys: list[str]) -> list[int] | None:
         """The current versions of ``tag_keys`` (batched with other reads on asyncio)."""
         values = self.batcher.read(self._read_row, None, tuple(tag_keys))
-        return None if values is None else [int(v) if v is not None else 0 for v in values]
+        return None if values is None else [_version(v) for v in values]
 
     def bump_tags(self, tag_keys: list[str], origin: str) -> bool:
         def op(client: SyncRedisClient) -> bool:
@@ -356,3 +356,14 @@ class SyncRedisIO:
 
 def _nothing(client: SyncRedisClient) -> None:
     return None
+
+
+def _version(value: bytes | None) -> int:
+    """A tag version as stored (absent: 0); BAD_VERSION for anything else someone wrote there,
+    which the engine counts as corrupt and never matches."""
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return BAD_VERSION
