@@ -55,6 +55,7 @@ NAMES = [
     "close",
     "replay",
     "write_through",
+    "insert",
     "snapshot",
     "claim",
     "invalidate",

@@ -106,6 +106,13 @@ class AsyncEngineOps(EngineCore):
         self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
     ) -> bool:
         """Store ``value`` only if ``key`` holds no fresh value. True if it was stored."""
+        return bool(await self.ainsert(key, value, ttl, tags))
+
+    async def ainsert(
+        self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
+    ) -> bool | None:
+        """``add`` that says why not: True stored, False ``key`` holds a fresh value, None Redis
+        could not be asked (a session store must not take that for "taken")."""
         tag_keys = self._tag_keys(tags)
         gens = self._snapshot_gens(tag_keys)
         entry = self._new_entry(value, ttl, 0.0, tag_keys, 0.0)
@@ -125,15 +132,17 @@ class AsyncEngineOps(EngineCore):
                 return True
         versions = await self._ashared_versions(tag_keys)
         if versions is None:
-            return False
+            return None
         ekey = self.keyspace.entry(key)
         blob = self._encode(ekey, entry, versions)
         px = entry.ttl_ms(self.clock())
         stored = await shared.aadd(ekey, blob, px, key, self._origin)
-        if not stored:
+        if stored is False:
             # SET NX also refuses when Redis holds an entry that is no longer fresh (stale,
             # tag-invalidated or corrupt). Remove exactly that blob, then try once more.
             rows = await shared.aread([ekey])
+            if rows is None:
+                return None
             row = rows[0] if rows else None
             current = self._decode_row(key, row)
             if row is None or row[0] is None:
@@ -283,24 +292,27 @@ class AsyncEngineOps(EngineCore):
             await shared.arelease(self.keyspace.lock(key), token)
 
     # -- the read path -----------------------------------------------------------------------
-    async def aread(self, key: str) -> Read:
+    async def aread(self, key: str, *, local: bool = True) -> Read:
         """Look ``key`` up in every layer: HIT (the entry may be fresh or still stale-servable:
         see ``Read.is_fresh``), MISS, or UNAVAILABLE when Redis could not be asked (then the
-        entry, if any, is this process's copy). This is the hot read path."""
+        entry, if any, is this process's copy). This is the hot read path.
+
+        ``local=False`` asks Redis even when this process holds a copy, and uses none (what
+        another process just changed or deleted, a session, is seen at once)."""
         now = self.clock()
-        local = self.local
+        layer = self.local if local or self.shared is None else None
         fallback = None
-        if local is not None:
-            entry = local.get(key)
+        if layer is not None:
+            entry = layer.get(key)
             if entry is not None:
                 if now < entry.local_fresh_until and (not entry.tags or self.tags_current(entry)):
-                    local.hits += 1
+                    layer.hits += 1
                     return Read(HIT, entry)
                 if self._usable(entry, now):
                     fallback = entry
                 else:
-                    local.delete(key)
-            local.misses += 1
+                    layer.delete(key)
+            layer.misses += 1
         shared = self.shared
         if shared is None:
             return READ_MISS if fallback is None else Read(HIT, fallback)
@@ -313,7 +325,7 @@ class AsyncEngineOps(EngineCore):
         entry = await self._adecode_one(key, ekey, row, guess)
         if entry is not None and now < entry.stale_until:
             shared.hits += 1
-            if local is not None and seq == self._seq:
+            if layer is not None and seq == self._seq:
                 self._fill_local(key, entry, now, None)
             return Read(HIT, entry)
         shared.misses += 1

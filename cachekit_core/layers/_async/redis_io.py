@@ -242,8 +242,10 @@ class AsyncRedisIO:
             await self._arun(op, lambda: self.pending.add(keys=lost), "PIPELINE", len(items) + 1)
         )
 
-    async def aadd(self, key: str, blob: bytes, px: int | None, changed: str, origin: str) -> bool:
-        """SET NX: store only if absent. False when present or unavailable."""
+    async def aadd(
+        self, key: str, blob: bytes, px: int | None, changed: str, origin: str
+    ) -> bool | None:
+        """SET NX: store only if absent. False when present, None when unavailable."""
 
         async def op(client: AsyncRedisClient) -> bool:
             pipe = client.pipeline(transaction=False)
@@ -252,7 +254,7 @@ class AsyncRedisIO:
             [stored] = await self._aexecute_and_publish(client, pipe, message)
             return bool(stored)
 
-        return bool(await self._arun(op, operation="PIPELINE", batch=2))
+        return await self._arun(op, operation="PIPELINE", batch=2)
 
     async def adelete_if(self, key: str, blob: bytes) -> bool:
         """Delete ``key`` only if it still holds exactly ``blob``."""

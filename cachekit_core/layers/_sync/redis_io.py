@@ -241,8 +241,8 @@ class SyncRedisIO:
         lost = {key: user_key for key, user_key, _, _ in items}
         return bool(self._run(op, lambda: self.pending.add(keys=lost), "PIPELINE", len(items) + 1))
 
-    def add(self, key: str, blob: bytes, px: int | None, changed: str, origin: str) -> bool:
-        """SET NX: store only if absent. False when present or unavailable."""
+    def add(self, key: str, blob: bytes, px: int | None, changed: str, origin: str) -> bool | None:
+        """SET NX: store only if absent. False when present, None when unavailable."""
 
         def op(client: SyncRedisClient) -> bool:
             pipe = client.pipeline(transaction=False)
@@ -251,7 +251,7 @@ class SyncRedisIO:
             [stored] = self._execute_and_publish(client, pipe, message)
             return bool(stored)
 
-        return bool(self._run(op, operation="PIPELINE", batch=2))
+        return self._run(op, operation="PIPELINE", batch=2)
 
     def delete_if(self, key: str, blob: bytes) -> bool:
         """Delete ``key`` only if it still holds exactly ``blob``."""
