@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -12,11 +12,9 @@ from cachekit_core import Cache
 from cachekit_core.httpcache import HttpCache, HttpSettings
 
 from .middleware import CacheMiddleware, UserFunc, http_settings
-from .routing import TagSpec, cache_endpoint
+from .routing import cache_endpoint
 
 __all__ = ["CacheKit"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CacheKit:
@@ -48,26 +46,9 @@ class CacheKit:
         app.add_middleware(CacheMiddleware, http=self.http, user=user)
         _close_with_lifespan(app, cache)
 
-    def cache(
-        self,
-        ttl: float | None = None,
-        *,
-        tags: TagSpec = (),
-        cache_control: str | None = None,
-        stale_ttl: float = 0.0,
-        per_user: bool = False,
-    ) -> Callable[[F], F]:
-        """Cache an endpoint's responses: put it *under* ``@app.get(...)``.
-
-        ``ttl``: seconds (default: ``s-maxage``/``max-age`` of ``cache_control``, else the
-        cache's default); ``tags``: templates formatted with the endpoint's arguments, or a
-        callable receiving them by name; ``cache_control`` is sent unless the endpoint sets
-        its own; ``stale_ttl``: serve STALE that long past expiry while one request
-        re-renders; ``per_user``: key by ``user(scope)`` and mark the response private.
-        """
-        return cache_endpoint(
-            ttl=ttl, tags=tags, cache_control=cache_control, stale_ttl=stale_ttl, per_user=per_user
-        )
+    # kit.cache(ttl, tags=..., cache_control=..., stale_ttl=..., per_user=...): the middleware
+    # finds the request's lookup by itself, so the decorator needs nothing of this kit.
+    cache = staticmethod(cache_endpoint)
 
 
 def _close_with_lifespan(app: Starlette, cache: Cache) -> None:

@@ -29,14 +29,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def cache_endpoint(
-    *,
     ttl: float | None = None,
+    *,
     tags: TagSpec = (),
     cache_control: str | None = None,
     stale_ttl: float = 0.0,
     per_user: bool = False,
 ) -> Callable[[F], F]:
-    """Cache the decorated endpoint's responses (place it *under* ``@app.get(...)``)."""
+    """Cache an endpoint's responses (``kit.cache``): put it *under* ``@app.get(...)``.
+
+    ``ttl``: seconds (default: ``s-maxage``/``max-age`` of ``cache_control``, else the
+    cache's default); ``tags``: templates formatted with the endpoint's arguments, or a
+    callable receiving them by name; ``cache_control`` is sent unless the endpoint sets
+    its own; ``stale_ttl``: serve STALE that long past expiry while one request
+    re-renders; ``per_user``: key by ``user(scope)`` and mark the response private.
+    """
 
     def decorate(endpoint: F) -> F:
         tags_of = _tags_of(tags, inspect.signature(endpoint))
