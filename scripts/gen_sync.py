@@ -56,6 +56,7 @@ NAMES = [
     "replay",
     "write_through",
     "insert",
+    "replace",
     "snapshot",
     "claim",
     "invalidate",

@@ -207,3 +207,86 @@ async def test_too_many_tags_never_fail_a_page(redis_url: str) -> None:
         assert again.response is None  # served, not stored
     finally:
         await cache.aclose()
+
+
+# ------------------------------------------------------------- counters across processes (11.2b)
+_COUNTER_WORKER = """
+import sys, threading
+from cachekit_core import Cache
+url, n = sys.argv[1], int(sys.argv[2])
+cache = Cache.from_url(url, namespace="ctr", secret_key="security-test-secret", lock_wait=30)
+seen, lock = [], threading.Lock()
+def work():
+    for _ in range(n):
+        value = cache.incr("hits")
+        with lock:
+            seen.append(value)
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(" ".join(map(str, seen)))
+cache.close()
+"""
+
+
+@pytest.mark.slow
+def test_incr_is_exact_across_processes_whatever_l1_holds(redis_url: str) -> None:
+    """4 processes x 4 threads, each with an L1 that has seen the counter: no update is lost
+    and a limit of 300 admits exactly 300 calls (django-ratelimit's pattern)."""
+    cache = Cache.from_url(redis_url, namespace="ctr", secret_key=KEY)
+    cache.set("hits", 0, ttl=300)
+    assert cache.get("hits") == 0  # this process's L1 now holds a copy that will go stale
+    per_thread = 50
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _COUNTER_WORKER, redis_url, str(per_thread)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    values: list[int] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        values += [int(v) for v in out.split()]
+    total = 4 * 4 * per_thread
+    assert sorted(values) == list(range(1, total + 1))  # every increment seen exactly once
+    assert sum(1 for v in values if v <= 300) == 300
+    assert cache.incr("hits", 0) == total  # and this process, whose L1 copy said 0, agrees
+    cache.close()
+
+
+def test_incr_fails_loudly_when_redis_is_down() -> None:
+    from cachekit_core import CacheUnavailable
+
+    cache = Cache.from_url("redis://127.0.0.1:1/0", namespace="ctr2", secret_key=KEY)
+    with pytest.raises(CacheUnavailable):
+        cache.incr("hits")
+    cache.close()
+
+
+# ------------------------------------------- a save never resurrects a deleted value (11.4)
+@pytest.mark.parametrize("where", ["memory", "redis"])
+async def test_replace_stores_only_what_still_exists(where: str, redis_url: str) -> None:
+    if where == "memory":
+        cache = Cache()
+    else:
+        cache = Cache.from_url(redis_url, namespace=f"repl_{where}", secret_key=KEY)
+    try:
+        assert await cache.areplace("session:1", {"user": 7}, ttl=60) is False
+        assert await cache.aget("session:1") is None
+        await cache.aset("session:1", {"user": 7}, ttl=60)
+        assert cache.replace("session:1", {"user": 7, "cart": [1]}, ttl=60) is True
+        assert await cache.aget("session:1") == {"user": 7, "cart": [1]}
+        await cache.adelete("session:1")  # a logout lands while a request is in flight...
+        assert await cache.areplace("session:1", {"user": 7, "cart": [2]}, ttl=60) is False
+        assert await cache.aget("session:1") is None  # ...and its late save brings nothing back
+    finally:
+        await cache.aclose()
+
+
+async def test_replace_says_when_redis_is_down() -> None:
+    cache = Cache.from_url("redis://127.0.0.1:1/0", namespace="repl_down", secret_key=KEY)
+    assert await cache.areplace("session:1", {"user": 7}, ttl=60) is None
+    await cache.aclose()

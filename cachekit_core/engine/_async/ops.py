@@ -156,6 +156,41 @@ class AsyncEngineOps(EngineCore):
             self._fill_local(key, entry, self.clock(), gens)
         return stored
 
+    async def areplace(
+        self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
+    ) -> bool | None:
+        """Store ``value`` only if ``key`` exists (SET XX): True replaced, False absent (so a
+        deleted or rotated session is never brought back by a late save), None Redis could
+        not be asked."""
+        tag_keys = self._tag_keys(tags)
+        gens = self._snapshot_gens(tag_keys)
+        entry = self._new_entry(value, ttl, 0.0, tag_keys, 0.0)
+        shared = self.shared
+        if shared is None:
+            with self._add_lock:
+                current = self.local.get(key) if self.local is not None else None
+                if current is None or not self._usable(current, self.clock()):
+                    return False
+                if entry is None:
+                    return await self.ainvalidate([key])
+                self._fill_local(key, entry, self.clock(), gens)
+                return True
+        if entry is None:  # ttl <= 0: replacing is expiring
+            return await self.ainvalidate([key])
+        versions = await self._ashared_versions(tag_keys)
+        if versions is None:
+            return None
+        ekey = self.keyspace.entry(key)
+        blob = self._encode(ekey, entry, versions)
+        replaced = await shared.areplace(ekey, blob, entry.ttl_ms(self.clock()), key, self._origin)
+        local = self.local
+        if local is not None:
+            if replaced:
+                self._fill_local(key, entry, self.clock(), gens)
+            else:
+                local.delete(key)
+        return replaced
+
     async def adelete(self, key: str) -> bool:
         """Remove ``key`` from every layer (and from other processes' L1). True if it existed."""
         return await self.adelete_many([key]) > 0
@@ -204,7 +239,9 @@ class AsyncEngineOps(EngineCore):
 
     async def aincr(self, key: str, delta: int = 1) -> int:
         """Add ``delta`` to the integer under ``key`` atomically (across processes, under the
-        key's lock) and return it; the TTL is kept. Raises ValueError if the key is absent."""
+        key's lock, reading Redis past this process's copy) and return it; the TTL is kept.
+        Raises ValueError if the key is absent, CacheUnavailable if Redis cannot be asked (a
+        counter that fails open would admit what it exists to limit)."""
         shared = self.shared
         if shared is None:
             return self._incr_local(key, delta)
@@ -212,13 +249,23 @@ class AsyncEngineOps(EngineCore):
         held = await shared.aacquire(lock_key, token, self._lock_px)
         if held is False:
             held = await self._await_lock_owner(key, lock_key, token, reread=False)
+        if held is None:
+            raise CacheUnavailable(f"incr({key!r}): Redis could not be asked; not incremented")
         try:
-            entry = (await self.aread(key)).entry
+            # Past L1: another process's increment may not have reached this process's copy
+            # yet, and a counter read from it would lose that update.
+            read = await self.aread(key, local=False)
+            if read.status is UNAVAILABLE:
+                raise CacheUnavailable(f"incr({key!r}): Redis could not be asked")
+            entry = read.entry
             if entry is None or self.clock() >= entry.fresh_until:
                 raise ValueError(f"Key {key!r} not found")
             new = incremented(key, entry, delta)
             versions = await self._ashared_versions(entry.tags)
-            await self._awrite_entries({key: new}, versions, self._snapshot_gens(entry.tags))
+            gens = self._snapshot_gens(entry.tags)
+            _, stored = await self._awrite_entries({key: new}, versions, gens)
+            if not stored:
+                raise CacheUnavailable(f"incr({key!r}): the new value did not reach Redis")
             return int(new.value)
         finally:
             if held:

@@ -155,6 +155,41 @@ class SyncEngineOps(EngineCore):
             self._fill_local(key, entry, self.clock(), gens)
         return stored
 
+    def replace(
+        self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
+    ) -> bool | None:
+        """Store ``value`` only if ``key`` exists (SET XX): True replaced, False absent (so a
+        deleted or rotated session is never brought back by a late save), None Redis could
+        not be asked."""
+        tag_keys = self._tag_keys(tags)
+        gens = self._snapshot_gens(tag_keys)
+        entry = self._new_entry(value, ttl, 0.0, tag_keys, 0.0)
+        shared = self.shared
+        if shared is None:
+            with self._add_lock:
+                current = self.local.get(key) if self.local is not None else None
+                if current is None or not self._usable(current, self.clock()):
+                    return False
+                if entry is None:
+                    return self.invalidate([key])
+                self._fill_local(key, entry, self.clock(), gens)
+                return True
+        if entry is None:  # ttl <= 0: replacing is expiring
+            return self.invalidate([key])
+        versions = self._shared_versions(tag_keys)
+        if versions is None:
+            return None
+        ekey = self.keyspace.entry(key)
+        blob = self._encode(ekey, entry, versions)
+        replaced = shared.replace(ekey, blob, entry.ttl_ms(self.clock()), key, self._origin)
+        local = self.local
+        if local is not None:
+            if replaced:
+                self._fill_local(key, entry, self.clock(), gens)
+            else:
+                local.delete(key)
+        return replaced
+
     def delete(self, key: str) -> bool:
         """Remove ``key`` from every layer (and from other processes' L1). True if it existed."""
         return self.delete_many([key]) > 0
@@ -203,7 +238,9 @@ class SyncEngineOps(EngineCore):
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Add ``delta`` to the integer under ``key`` atomically (across processes, under the
-        key's lock) and return it; the TTL is kept. Raises ValueError if the key is absent."""
+        key's lock, reading Redis past this process's copy) and return it; the TTL is kept.
+        Raises ValueError if the key is absent, CacheUnavailable if Redis cannot be asked (a
+        counter that fails open would admit what it exists to limit)."""
         shared = self.shared
         if shared is None:
             return self._incr_local(key, delta)
@@ -211,13 +248,23 @@ class SyncEngineOps(EngineCore):
         held = shared.acquire(lock_key, token, self._lock_px)
         if held is False:
             held = self._wait_lock_owner(key, lock_key, token, reread=False)
+        if held is None:
+            raise CacheUnavailable(f"incr({key!r}): Redis could not be asked; not incremented")
         try:
-            entry = (self.read(key)).entry
+            # Past L1: another process's increment may not have reached this process's copy
+            # yet, and a counter read from it would lose that update.
+            read = self.read(key, local=False)
+            if read.status is UNAVAILABLE:
+                raise CacheUnavailable(f"incr({key!r}): Redis could not be asked")
+            entry = read.entry
             if entry is None or self.clock() >= entry.fresh_until:
                 raise ValueError(f"Key {key!r} not found")
             new = incremented(key, entry, delta)
             versions = self._shared_versions(entry.tags)
-            self._write_entries({key: new}, versions, self._snapshot_gens(entry.tags))
+            gens = self._snapshot_gens(entry.tags)
+            _, stored = self._write_entries({key: new}, versions, gens)
+            if not stored:
+                raise CacheUnavailable(f"incr({key!r}): the new value did not reach Redis")
             return int(new.value)
         finally:
             if held:

@@ -256,6 +256,20 @@ class AsyncRedisIO:
 
         return await self._arun(op, operation="PIPELINE", batch=2)
 
+    async def areplace(
+        self, key: str, blob: bytes, px: int | None, changed: str, origin: str
+    ) -> bool | None:
+        """SET XX: store only if present. False when absent, None when unavailable."""
+
+        async def op(client: AsyncRedisClient) -> bool:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(key, blob, px=px, xx=True)
+            message = self._message("k", [changed], origin)
+            [stored] = await self._aexecute_and_publish(client, pipe, message)
+            return bool(stored)
+
+        return await self._arun(op, operation="PIPELINE", batch=2)
+
     async def adelete_if(self, key: str, blob: bytes) -> bool:
         """Delete ``key`` only if it still holds exactly ``blob``."""
 

@@ -253,6 +253,20 @@ class SyncRedisIO:
 
         return self._run(op, operation="PIPELINE", batch=2)
 
+    def replace(
+        self, key: str, blob: bytes, px: int | None, changed: str, origin: str
+    ) -> bool | None:
+        """SET XX: store only if present. False when absent, None when unavailable."""
+
+        def op(client: SyncRedisClient) -> bool:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(key, blob, px=px, xx=True)
+            message = self._message("k", [changed], origin)
+            [stored] = self._execute_and_publish(client, pipe, message)
+            return bool(stored)
+
+        return self._run(op, operation="PIPELINE", batch=2)
+
     def delete_if(self, key: str, blob: bytes) -> bool:
         """Delete ``key`` only if it still holds exactly ``blob``."""
 
