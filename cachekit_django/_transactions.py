@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from cachekit_core import CacheUnavailable
+
 from . import conf
 
 __all__ = ["schedule", "uncommitted_writes"]
@@ -66,17 +68,31 @@ def _invalidate(tags: Iterable[str], *, raise_errors: bool) -> None:
     if not tags:
         return
     try:
-        conf.engine().invalidate_tags(*tags)
+        reached = conf.engine().invalidate_tags(*tags)
     except Exception:
         if raise_errors:
             raise
         # A hook must not break the write; a lost invalidation means stale pages: be loud.
         log.exception("cachekit: invalidating %d tag(s) failed", len(tags))
+        return
+    if not reached and raise_errors:
+        # This process's pages are invalidated and the engine replays the bump once Redis is
+        # back (it logged the failure), but other processes may serve the old pages until then:
+        # a caller who asked for the invalidation must know. A hook's write goes on.
+        raise CacheUnavailable(
+            f"Redis could not be reached: {len(tags)} tag(s) invalidated in this process only "
+            "until it is back"
+        )
 
 
 def schedule(tags: set[str], using: str | None, *, raise_errors: bool) -> None:
     """Invalidate at once and, inside a transaction, again once it commits."""
+    # The commit-time repeat first: it must not be lost when the first attempt raises.
+    _repeat_on_commit(tags, using)
     _invalidate(tags, raise_errors=raise_errors)
+
+
+def _repeat_on_commit(tags: set[str], using: str | None) -> None:
     if not tags or using is None:
         return
     conn = connections[using]

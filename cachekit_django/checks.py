@@ -219,7 +219,7 @@ def _check_engines(config: Mapping[str, Any]) -> list[checks.CheckMessage]:
             errors.append(_cannot_build("CACHEKIT", exc, "settings.CACHEKIT"))
     for where, obj, spec in built:
         try:
-            spec.build(strict=False).close()  # no I/O: constructors only validate
+            spec.build().close()  # no I/O: constructors only validate
         except (ImproperlyConfigured, CacheError, ValueError, TypeError) as exc:
             errors.append(_cannot_build(where, exc, obj))
     return errors

@@ -206,9 +206,8 @@ class EngineSpec:
             redis_options=redis_options,
         )
 
-    def build(self, *, strict: bool) -> Cache:
-        """The engine. ``strict``: raise ``CacheUnavailable`` instead of failing open, and no
-        L1, so a caller can tell "missing" from "unreachable" (sessions need this)."""
+    def build(self) -> Cache:
+        """The engine (fails open: its answers say when Redis could not be reached)."""
         options: dict[str, Any] = {
             "namespace": self.namespace,
             "default_ttl": self.default_ttl,
@@ -226,12 +225,12 @@ class EngineSpec:
         layers: list[MemoryLayer | RedisLayer] = [
             registry.redis_layer(self.redis_url, dict(self.redis_options))
         ]
-        if self.l1 and not strict:
+        if self.l1:
             l1 = MemoryLayer(
                 self.max_entries, self.l1_ttl, max_bytes=self.max_bytes, policy=self.policy
             )
             layers.insert(0, l1)
-        return Cache(layers, raise_on_error=strict, **options)
+        return Cache(layers, **options)
 
     def describe(self) -> str:
         """Where this engine keeps entries, for messages (passwords redacted)."""
@@ -295,10 +294,10 @@ class Registry:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.breaker_lock = threading.Lock()
-        self.engines: dict[tuple[EngineSpec, bool, bytes], Cache] = {}
+        self.engines: dict[tuple[EngineSpec, bytes], Cache] = {}
         # One circuit breaker per Redis server and breaker settings for every engine built
-        # here: the pages' engine, each CACHES entry and its strict session twin all learn of
-        # an outage from the first timeout, so one request never waits out one per engine.
+        # here: the pages' engine and each CACHES entry all learn of an outage from the first
+        # timeout, so one request never waits out one per engine.
         self.breakers: dict[tuple[str, Any, Any], Any] = {}
         self.current: Cache | None = None  # engine(), once resolved
         # Bumped by forget(): backends re-fetch their engine, and a resolution racing it is
@@ -306,17 +305,15 @@ class Registry:
         self.generation = 0
         self.warned = False
 
-    def engine_for(self, spec: EngineSpec, strict: bool) -> Cache:
-        if spec.redis_url is None:
-            strict = False  # an in-process store cannot be unreachable: share the one engine
-        slot = (spec, strict, signing_key("cache"))  # a new SECRET_KEY is a new engine
+    def engine_for(self, spec: EngineSpec) -> Cache:
+        slot = (spec, signing_key("cache"))  # a new SECRET_KEY is a new engine
         engine = self.engines.get(slot)
         if engine is None:
             with self.lock:
                 engine = self.engines.get(slot)
                 if engine is None:
                     try:
-                        engine = self.engines[slot] = spec.build(strict=strict)
+                        engine = self.engines[slot] = spec.build()
                     except CacheError as exc:
                         where = spec.describe()  # not repr(): the URL may hold a password
                         raise ImproperlyConfigured(f"cachekit engine ({where}): {exc}") from exc
@@ -352,9 +349,9 @@ class Registry:
 registry = Registry()
 
 
-def engine_for(spec: EngineSpec, *, strict: bool = False) -> Cache:
+def engine_for(spec: EngineSpec) -> Cache:
     """The process-wide engine for ``spec`` (built on first use; building does no I/O)."""
-    return registry.engine_for(spec, strict)
+    return registry.engine_for(spec)
 
 
 # --------------------------------------------------------------------------- which engine

@@ -83,7 +83,11 @@ def tag_for(model: ModelOrInstance, pk: Any = None) -> str:
 
 
 def invalidate_tags(*tags: str, using: str | None = DEFAULT_DB_ALIAS) -> None:
-    """Invalidate ``tags`` now and, inside a transaction on ``using``, again on commit."""
+    """Invalidate ``tags`` now and, inside a transaction on ``using``, again on commit.
+
+    Raises ``cachekit_core.CacheUnavailable`` when Redis could not be reached: this process's
+    pages are invalidated and the engine replays the invalidation once Redis is back, but
+    other processes may serve the old pages until then (the commit-time repeat only logs)."""
     for tag in tags:
         if not isinstance(tag, str):
             raise TypeError(f"tags must be strings, got {type(tag).__name__}")
@@ -92,7 +96,7 @@ def invalidate_tags(*tags: str, using: str | None = DEFAULT_DB_ALIAS) -> None:
 
 def invalidate_model(target: ModelOrInstance, *, using: str | None = DEFAULT_DB_ALIAS) -> None:
     """Invalidate a model's tag (and the tags of models reading its table), or, for an
-    instance, those and its row's tags."""
+    instance, those and its row's tags. Raises ``CacheUnavailable`` as ``invalidate_tags``."""
     model = _model(target)
     tags = set(_readers_of(model))
     if isinstance(target, models.Model) and target.pk is not None:

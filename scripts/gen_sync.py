@@ -19,7 +19,13 @@ import unasync
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "cachekit_core"
-PACKAGES = [CORE / "layers", CORE / "engine", CORE / "httpcache", CORE / "writes"]
+PACKAGES = [
+    CORE / "layers",
+    CORE / "engine",
+    CORE / "httpcache",
+    CORE / "writes",
+    ROOT / "cachekit_django",  # CachekitCache, the session store and CacheMiddleware's flow
+]
 
 # unasync already maps AsyncXyz -> SyncXyz and async_xyz -> sync_xyz; these are the
 # a-prefixed public twins (aget -> get) and private helpers (_aread -> _read).
@@ -61,6 +67,15 @@ NAMES = [
     "claim",
     "invalidate",
     "resolve",
+    # cachekit_django: Django's own a-prefixed twins (cache, session store, middleware)
+    "load",
+    "save",
+    "create",
+    "exists",
+    "clear_expired",
+    "get_expiry_age",
+    "bind",
+    "user_id",
 ]
 PRIVATE = [
     "write",
@@ -98,6 +113,15 @@ PRIVATE = [
     "mget",
     "nothing",
     "remove",
+    # cachekit_django
+    "read",
+    "cache_key",
+    "load_db",
+    "get_session",
+    "get_new_session_key",
+    "get_or_create_session_key",
+    "get_session_from_db",
+    "handle",
 ]
 REPLACEMENTS = (
     {f"a{name}": name for name in NAMES}

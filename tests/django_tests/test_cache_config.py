@@ -108,7 +108,6 @@ def test_backends_follow_the_engine_after_close_all() -> None:
     conf.close_all()
     assert cache.engine is not before and cache.engine is conf.engine()
     assert cache.get("k") is None  # in-process: the store went with the engine
-    assert cache.strict.engine is conf.engine()  # in-process stores have no strict twin
 
 
 def test_engines_are_per_event_loop_safe() -> None:

@@ -68,6 +68,12 @@ def test_a_good_configuration_passes(settings: Any) -> None:
         ({"HTTP": {"SHARED": True}}, "cachekit.E006"),
         ({"HTTP": {"MAX_BODY_SIZE": "1MB"}}, "cachekit.E006"),
         ({"HTTP": {"CACHEABLE_STATUSES": [200, 404]}}, "cachekit.E006"),
+        ({"HTTP": {"CACHEABLE_STATUSES": [200, 304]}}, "cachekit.E006"),
+        ({"HTTP": {"CACHEABLE_STATUSES": [206]}}, "cachekit.E006"),
+        ({"HTTP": {"CACHEABLE_STATUSES": 200}}, "cachekit.E006"),
+        ({"HTTP": {"HEADER_NAME": "X Cache"}}, "cachekit.E006"),
+        ({"HTTP": {"SESSION_COOKIE": "sid"}}, "cachekit.E006"),  # SESSION_COOKIE_NAME's job
+        ({"HTTP": ["SHARED_CACHE"]}, "cachekit.E003"),
         ({"LAYERS": [{"BACKEND": "redis", "URL": "redis://h:1/0"}] * 2}, "cachekit.E005"),
         ({"LAYERS": [{"BACKEND": "redis", "URL": "http://127.0.0.1:1/"}]}, "cachekit.E007"),
         ({"CACHE": 1}, "cachekit.E003"),
@@ -78,6 +84,16 @@ def test_a_good_configuration_passes(settings: Any) -> None:
 )
 def test_misconfigurations_are_reported(settings: Any, config: Any, expected: str) -> None:
     assert expected in ids(settings, config)
+
+
+def test_http_settings_are_the_cores(settings: Any) -> None:
+    # One definition: the core validates, the check reports what it says, naming the key.
+    settings.CACHEKIT = {"HTTP": {"MAX_BODY_SIZE": -1}}
+    (message,) = checks.check_settings()
+    assert message.id == "cachekit.E006"
+    assert 'CACHEKIT["HTTP"]' in message.msg and "MAX_BODY_SIZE" in message.msg
+    # The core stores redirects (S2 refuses only 206, 304, 4xx and 5xx).
+    assert ids(settings, {"HTTP": {"CACHEABLE_STATUSES": [200, 301, 308]}}) == []
 
 
 def test_messages_name_the_setting_and_the_fix(settings: Any) -> None:

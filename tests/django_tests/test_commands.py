@@ -60,6 +60,14 @@ def test_clear_fails_loudly_when_redis_is_down(settings: Any) -> None:
         run("clear")
 
 
+def test_clear_fails_when_redis_stopped_after_use(settings: Any, private_redis: Any) -> None:
+    use_cachekit(settings, redis_url=private_redis.url)
+    conf.get_cache().set("k", 1)  # connected, and the engine's counters are all zero
+    private_redis.stop()
+    with pytest.raises(CommandError, match="namespace 'shoptest' not cleared"):
+        run("clear")
+
+
 def test_warm_fetches_urls_in_process_with_a_progress_bar(settings: Any, redis_url: str) -> None:
     use_cachekit(settings, redis_url=redis_url)
     out, err = run("warm", "/echo/?k=warm", "http://testserver/products/")

@@ -12,6 +12,7 @@ from django.conf import settings as django_settings
 from django.db import connections, transaction
 from django.test import Client
 
+from cachekit_core import CacheUnavailable
 from cachekit_core.httpcache import Request, Response, ViewOptions
 from cachekit_django import invalidate_model, invalidate_tags, tag_for
 from cachekit_django._sql import written_tables
@@ -228,6 +229,31 @@ def test_an_unreachable_redis_is_logged_at_error(
     with caplog.at_level(logging.ERROR):
         Product.objects.create(name="a")
     assert any(r.levelno == logging.ERROR and r.name == "cachekit" for r in caplog.records)
+
+
+def test_explicit_invalidation_raises_when_redis_is_down(settings: Any, private_redis: Any) -> None:
+    use_cachekit(settings, redis_url=private_redis.url)
+    invalidate_tags("warm")  # connected: nothing to say
+    private_redis.stop()
+    with pytest.raises(CacheUnavailable, match="Redis could not be reached"):
+        invalidate_tags("echo")
+    with pytest.raises(CacheUnavailable):
+        invalidate_model(Product)
+    Product.objects.create(name="b")  # a hook's invalidation never breaks the write
+    assert Product.objects.filter(name="b").exists()
+
+
+@pytest.mark.django_db(transaction=True, databases=ALIASES)
+def test_a_failed_explicit_invalidation_is_still_repeated_on_commit(
+    settings: Any, private_redis: Any
+) -> None:
+    use_cachekit(settings, redis_url=private_redis.url)
+    private_redis.stop()
+    with transaction.atomic():
+        with pytest.raises(CacheUnavailable):
+            invalidate_tags("echo")
+        flushes = [entry[1] for entry in connections["default"].run_on_commit]
+        assert any(isinstance(f, _CommitFlush) and "echo" in f.tags for f in flushes)
 
 
 # --------------------------------------------------------------------------- transactions

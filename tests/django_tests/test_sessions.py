@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, override_settings
 
-from cachekit_core import CacheUnavailable, RedisLayer
+from cachekit_core import CacheUnavailable, ReadStatus, RedisLayer
 from cachekit_django.cache import CachekitCache
 from cachekit_django.sessions import KEY_PREFIX, SessionStore
 from tests.support.redis_server import RedisServer
@@ -117,6 +119,89 @@ def test_deleting_a_session_during_an_outage_raises(outage_caches: RedisServer) 
         session.flush()  # a logout must not silently leave the session usable
 
 
+def test_creating_a_session_during_an_outage_raises(outage_caches: RedisServer) -> None:
+    outage_caches.stop()
+    session = SessionStore()
+    session["cart"] = [1]
+    with pytest.raises(CacheUnavailable):
+        session.save()  # whether the key is taken is unknown: no key that was never stored
+
+
+async def test_async_create_and_delete_during_an_outage_raise(
+    outage_caches: RedisServer, aclose_engines: None
+) -> None:
+    session = SessionStore()
+    await session.aset("_auth_user_id", "42")
+    await session.asave()
+    outage_caches.stop()
+    with pytest.raises(CacheUnavailable):
+        await session.aflush()
+    with pytest.raises(CacheUnavailable):
+        await SessionStore().acreate()
+
+
+def test_a_logout_elsewhere_is_seen_at_once(redis_caches: str) -> None:
+    session = logged_in()
+    key = str(session.session_key)
+    cache = caches["default"]
+    assert isinstance(cache, CachekitCache)
+    # Another process deletes the session in Redis; this process's L1 copy is not asked.
+    client = redis.Redis.from_url(redis_caches)
+    client.delete(cache.engine.keyspace.entry(cache.make_key(KEY_PREFIX + key)))
+    client.close()
+    again = SessionStore(key)
+    assert again.load() == {}
+    assert again.session_key is None  # unknown: never reused
+    assert again.exists(key) is False
+
+
+PLAIN_CACHES = {
+    "default": {"BACKEND": BACKEND},
+    "sessions": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "s"},
+}
+
+
+class FailingReads(LocMemCache):
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("down")
+
+
+def test_a_plain_django_cache_alias_works_through_its_api() -> None:
+    with override_settings(CACHES=PLAIN_CACHES, SESSION_CACHE_ALIAS="sessions"):
+        session = logged_in(cart=[1])
+        key = str(session.session_key)
+        assert caches["sessions"].get(KEY_PREFIX + key) == {"_auth_user_id": "42", "cart": [1]}
+        assert SessionStore(key)["cart"] == [1]
+        assert SessionStore(key).exists(key) is True
+        session.flush()
+        assert SessionStore(key).exists(key) is False
+        assert SessionStore(key).load() == {}
+
+
+def test_a_plain_cache_that_raises_on_read_keeps_the_session_key() -> None:
+    failing = {**PLAIN_CACHES, "sessions": {"BACKEND": f"{__name__}.FailingReads"}}
+    with override_settings(CACHES=failing, SESSION_CACHE_ALIAS="sessions"):
+        key = str(logged_in().session_key)
+        during = SessionStore(key)
+        assert during.load() == {}
+        assert during.session_key == key  # taken for unreachable, not for unknown
+        during["cart"] = [1]
+        during.save()  # skipped: the stored session is not overwritten with unread data
+        assert LocMemCache.get(caches["sessions"], KEY_PREFIX + key) == {"_auth_user_id": "42"}
+
+
+async def test_a_plain_django_cache_alias_async(aclose_engines: None) -> None:
+    with override_settings(CACHES=PLAIN_CACHES, SESSION_CACHE_ALIAS="sessions"):
+        session = SessionStore()
+        await session.aset("n", 1)
+        await session.asave()
+        key = str(session.session_key)
+        assert await SessionStore(key).aget("n") == 1
+        assert await session.aexists(key) is True
+        await session.adelete()
+        assert await session.aexists(key) is False
+
+
 @pytest.mark.django_db
 def test_write_through_falls_back_to_the_database(
     outage_caches: RedisServer, caplog: pytest.LogCaptureFixture
@@ -142,10 +227,10 @@ def test_write_through_does_not_serve_the_copy_a_failed_write_left(redis_caches:
         # The sessions' Redis client fails (its circuit is open) while Redis keeps the old copy.
         cache = caches["default"]
         assert isinstance(cache, CachekitCache)
-        strict = cache.strict.engine.layers[0]
-        assert isinstance(strict, RedisLayer)
-        strict.breaker.cooldown = 0.3
-        strict.breaker.failure(timeout=True)
+        redis = cache.engine.shared
+        assert isinstance(redis, RedisLayer)
+        redis.breaker.cooldown = 0.3
+        redis.breaker.failure(timeout=True)
         during = SessionStore(key)
         during["cart"] = ["new"]
         during.save()  # the database has "new"; the cache write failed
@@ -224,8 +309,8 @@ async def test_async_load_during_an_outage_keeps_the_key(
 
 def test_one_timeout_per_request_across_engines(private_redis: RedisServer) -> None:
     """Every engine cachekit_django builds for one Redis shares its breaker: the pages' engine
-    (CACHES["pages"]), another alias's (CACHES["default"]) and the sessions' strict twin. A
-    request that meets a frozen Redis in all three waits one timeout, not three."""
+    (CACHES["pages"]) and another alias's (CACHES["default"], which sessions read past L1). A
+    request that meets a frozen Redis in both waits one timeout, not two."""
     from cachekit_django import conf
 
     options = {"SOCKET_TIMEOUT": 0.2, "BREAKER_COOLDOWN": 5}
@@ -241,18 +326,16 @@ def test_one_timeout_per_request_across_engines(private_redis: RedisServer) -> N
         page_engine = conf.engine()
         default = caches["default"]
         assert isinstance(default, CachekitCache)
-        session_ops = default.strict
-        engines = (page_engine, default.engine, session_ops.engine)
-        assert len({id(engine) for engine in engines}) == 3
-        for engine in engines:
+        assert page_engine is not default.engine
+        for engine in (page_engine, default.engine):
             engine.get("warm")  # connections open, breakers closed
         private_redis.freeze()
         try:
             started = time.monotonic()
             assert page_engine.get("page") is None  # meets the hung server: one timeout
             assert default.get("fragment") is None  # breaker already open: skipped
-            with pytest.raises(CacheUnavailable):
-                session_ops.get("session")  # strict: says "unreachable" at once
+            # What a session read asks: says "unreachable" at once, not "missing".
+            assert default.read("session", local=False) == (ReadStatus.UNAVAILABLE, None)
             took = time.monotonic() - started
         finally:
             private_redis.thaw()

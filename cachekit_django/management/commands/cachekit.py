@@ -57,9 +57,7 @@ class Command(BaseCommand):
     # -- clear ---------------------------------------------------------------------------------
     def handle_clear(self, **options: Any) -> None:
         cache = conf.engine()
-        before = cache.counters.invalidation_errors
-        cache.clear()
-        if cache.counters.invalidation_errors > before:
+        if not cache.clear():
             # The engine would replay it once Redis is back, but this process is about to exit.
             raise CommandError(f"Redis is unreachable: namespace {cache.namespace!r} not cleared")
         self.stdout.write(self.style.SUCCESS(f"Cleared namespace {cache.namespace!r}."))
@@ -69,7 +67,7 @@ class Command(BaseCommand):
         from django.test import Client
 
         cache = conf.engine()
-        if not any(layer.shared for layer in cache.layers):
+        if cache.shared is None:
             self.stderr.write(
                 self.style.WARNING(
                     "The cache is in-process only: pages warmed by this command die with it. "
