@@ -244,7 +244,7 @@ class _Exchange:
         # R4: before anything goes out, so the client's next GET cannot see the old entry.
         request = self.pending.lookup.request
         if http.invalidates_stored(request.method, status):
-            await self.http.ainvalidate_url(request)
+            await self.http.ainvalidate_url(request, self.pending.lookup.view)
 
     async def release(self) -> None:
         """Drop this request's claim on re-rendering a stale entry when nothing was stored

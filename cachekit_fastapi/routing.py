@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from starlette.responses import Response as StarletteResponse
 
-from cachekit_core.httpcache import Response, ViewOptions
+from cachekit_core.httpcache import Response, ViewOptions, query_allow_list
 from cachekit_core.templates import TagSpec, compile_tags
 
 from .middleware import PendingLookup, current_lookup, encode_headers
@@ -35,6 +35,7 @@ def cache_endpoint(
     cache_control: str | None = None,
     stale_ttl: float = 0.0,
     per_user: bool = False,
+    query_params: Iterable[str] | None = None,
 ) -> Callable[[F], F]:
     """Cache an endpoint's responses (``kit.cache``): put it *under* ``@app.get(...)``.
 
@@ -42,8 +43,11 @@ def cache_endpoint(
     cache's default); ``tags``: templates formatted with the endpoint's arguments, or a
     callable receiving them by name; ``cache_control`` is sent unless the endpoint sets
     its own; ``stale_ttl``: serve STALE that long past expiry while one request
-    re-renders; ``per_user``: key by ``user(scope)`` and mark the response private.
+    re-renders; ``per_user``: key by ``user(scope)`` and mark the response private;
+    ``query_params``: the only query parameters that are part of the key (others are
+    ignored for caching: the endpoint must not depend on them, see ``ViewOptions``).
     """
+    params = query_allow_list(query_params)
 
     def decorate(endpoint: F) -> F:
         tags_of = _tags_of(tags, inspect.signature(endpoint))
@@ -63,6 +67,7 @@ def cache_endpoint(
                 cache_control=cache_control,
                 stale_ttl=stale_ttl,
                 per_user=per_user,
+                query_params=params,
             )
             return pending, view
 

@@ -31,7 +31,7 @@ def make_cache(kind: str, redis_url: str | None, clock: Clock, namespace: str = 
     if kind == "memory":
         return Cache(namespace=namespace, clock=clock)
     assert redis_url is not None
-    return Cache.from_url(redis_url, namespace=namespace, clock=clock)
+    return Cache.from_url(redis_url, namespace=namespace, clock=clock, secret_key="test-secret")
 
 
 def client(app: ASGIApp, base_url: str = "http://testserver") -> httpx.AsyncClient:

@@ -1117,7 +1117,10 @@ async def test_R8_tag_invalidation_rerenders(cache: Cache, path: str) -> None:
 
 
 async def test_R8_tag_invalidation_reaches_other_processes(redis_url: str) -> None:
-    ours, theirs = Cache.from_url(redis_url), Cache.from_url(redis_url)
+    ours, theirs = (
+        Cache.from_url(redis_url, secret_key="test-secret"),
+        Cache.from_url(redis_url, secret_key="test-secret"),
+    )
     try:
         site = Site(ours)
         async with client(site.app) as c:

@@ -133,7 +133,9 @@ async def test_a_hit_is_served_without_entering_the_router(cache: Cache, path: s
 
 
 async def test_a_redis_hit_is_shared_by_two_app_instances(redis_url: str) -> None:
-    caches = [Cache.from_url(redis_url, namespace="shop") for _ in range(2)]
+    caches = [
+        Cache.from_url(redis_url, namespace="shop", secret_key="test-secret") for _ in range(2)
+    ]
     try:
         one, two = Shop(caches[0]), Shop(caches[1])
         async with client(one.app) as c1, client(two.app) as c2:
@@ -439,3 +441,37 @@ def test_websockets_pass_through() -> None:
     with TestClient(app) as tc, tc.websocket_connect("/ws") as socket:
         socket.send_text("ping")
         assert socket.receive_text() == "ping"
+
+
+@pytest.mark.parametrize("path", ["/search", "/search-sync"])
+async def test_query_params_allow_list_caps_the_variants_of_a_path(cache: Cache, path: str) -> None:
+    """Issue 11 (9): parameters outside ``query_params`` are ignored for caching, so junk
+    query strings share one page instead of making one entry each."""
+    app = FastAPI()
+    kit = CacheKit(app, cache)
+    renders: list[str] = []
+
+    @app.get("/search")
+    @kit.cache(ttl=60, query_params=["q", "page"])
+    async def search(q: str = "", page: int = 1) -> dict[str, Any]:
+        renders.append(q)
+        return {"q": q, "page": page, "n": len(renders)}
+
+    @app.get("/search-sync")
+    @kit.cache(ttl=60, query_params=("q", "page"))
+    def search_sync(q: str = "", page: int = 1) -> dict[str, Any]:
+        renders.append(q)
+        return {"q": q, "page": page, "n": len(renders)}
+
+    with pytest.raises(TypeError, match="list of parameter names"):
+        kit.cache(query_params="q")
+    async with client(app) as c:
+        first = await c.get(f"{path}?q=shoes&utm_source=mail")
+        junk = [await c.get(f"{path}?utm_x={i}&q=shoes&r={i * 7}") for i in range(20)]
+        other = await c.get(f"{path}?q=shoes&page=2&fbclid=x")
+        again = await c.get(f"{path}?page=2&q=shoes")
+    assert xc(first) == "MISS" and {xc(r) for r in junk} == {"HIT"}
+    assert all(r.json() == first.json() == {"q": "shoes", "page": 1, "n": 1} for r in junk)
+    assert (xc(other), xc(again)) == ("MISS", "HIT") and again.json()["page"] == 2
+    assert len(renders) == 2
+    assert cache.local is not None and len(cache.local) == 2

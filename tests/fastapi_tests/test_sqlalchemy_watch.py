@@ -269,7 +269,9 @@ def test_a_single_session_instance_can_be_watched(engine: Engine, cache: Cache) 
 def test_a_failed_invalidation_is_logged_and_the_commit_stands(
     engine: Engine, private_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cache = Cache.from_url(private_redis.url, raise_on_error=True, socket_timeout=0.2)
+    cache = Cache.from_url(
+        private_redis.url, raise_on_error=True, socket_timeout=0.2, secret_key="test-secret"
+    )
     factory = sessionmaker(engine)
     watch(factory, cache)
     private_redis.stop()
@@ -350,7 +352,10 @@ async def test_async_watch_does_not_leak_to_other_factories(
 async def test_async_commit_invalidates_other_processes_through_redis(
     async_engine: AsyncEngine, redis_url: str
 ) -> None:
-    writer, reader = Cache.from_url(redis_url), Cache.from_url(redis_url)
+    writer, reader = (
+        Cache.from_url(redis_url, secret_key="test-secret"),
+        Cache.from_url(redis_url, secret_key="test-secret"),
+    )
     try:
         factory = async_sessionmaker(async_engine)
         watch(factory, writer)
@@ -360,7 +365,7 @@ async def test_async_commit_invalidates_other_processes_through_redis(
             (await session.get_one(Product, 1)).price = 0
             await session.commit()
         # Redis holds the new tag version at once (the reader's L1 learns it by broadcast).
-        fresh = Cache.from_url(redis_url, l1=False)
+        fresh = Cache.from_url(redis_url, l1=False, secret_key="test-secret")
         assert await fresh.aget("product:1") is None
         assert await fresh.aget("product:2") == {"id": 2}
         await fresh.aclose()

@@ -40,7 +40,7 @@ REDIS_URL = os.environ.get("CACHEKIT_SUITE_REDIS_URL")
 
 class SessionMiddleware(sessions.SessionMiddleware):
     def __init__(self, app, *args, **kwargs):
-        cache = Cache.from_url(REDIS_URL) if REDIS_URL else Cache()
+        cache = Cache.from_url(REDIS_URL, secret_key="test-secret") if REDIS_URL else Cache()
         super().__init__(app, *args, cache=cache, **kwargs)
 
     async def __call__(self, scope, receive, send):
