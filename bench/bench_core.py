@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 perf_counter_ns = time.perf_counter_ns
+# A cache with a Redis layer needs a secret (or allow_unsigned=True): entries are signed.
+BENCH_SECRET = "bench-secret"
 
 # A user record: ~200 bytes once serialized, the size of a typical cached row.
 USER: dict[str, Any] = {
@@ -272,7 +274,8 @@ class Bench:
 
         from cachekit_core import Cache, RedisLayer
 
-        ck = Cache(layers=[RedisLayer(self.url)], namespace="bench")
+        # Signed, as every Redis cache is by default: the HMAC check is part of each hit.
+        ck = Cache(layers=[RedisLayer(self.url)], namespace="bench", secret_key=BENCH_SECRET)
         self._closers.append(ck.close)
         ck.set("user:42", USER, ttl=3600)
         ck.set("user:43", USER, ttl=3600, tags=["team:7"])
@@ -353,7 +356,7 @@ class Bench:
 
         from cachekit_core import Cache, RedisLayer
 
-        ck = Cache(layers=[RedisLayer(self.url)], namespace="abench")
+        ck = Cache(layers=[RedisLayer(self.url)], namespace="abench", secret_key=BENCH_SECRET)
         raw = redis.asyncio.Redis.from_url(self.url)
         cw = cashews.Cache(name="bench-redis")
         cw.setup(self.url, client_side=False)

@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .cache import Cache
+from .engine import Records
 from .entry import Entry
 from .exceptions import (
     CacheError,
@@ -25,6 +26,7 @@ __all__ = [
     "Policy",
     "Read",
     "ReadStatus",
+    "Records",
     "RedisLayer",
     "SerializationError",
     "TagSnapshot",

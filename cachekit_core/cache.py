@@ -9,7 +9,7 @@ from typing import Any, Self
 from ._decorator import TagSpec, cached
 from .engine import Engine
 from .layers.base import LocalLayer, SharedLayer
-from .layers.memory import MemoryLayer
+from .layers.memory import DEFAULT_MAX_BYTES, MemoryLayer
 from .layers.redis import RedisLayer
 from .layers.topology import Topology
 from .writes import FlushFn, WriteBehind, awrite_through, write_through
@@ -20,7 +20,8 @@ _CACHE_OPTIONS = frozenset(inspect.signature(Engine.__init__).parameters) - {"se
 
 
 class Cache(Engine):
-    """A layered cache. ``Cache()`` keeps everything in process; see ``from_url`` for Redis.
+    """A layered cache. ``Cache()`` keeps everything in process (a ``MemoryLayer()``: at most
+    10,000 entries and 64 MiB); see ``from_url`` for Redis.
 
     Every operation has an awaitable twin prefixed with ``a`` (``get`` / ``aget``).
     Constructing a cache does no I/O: connections open on first use.
@@ -34,10 +35,16 @@ class Cache(Engine):
         l1: bool = True,
         l1_maxsize: int = 10_000,
         l1_ttl: float | None = 30,
+        l1_max_bytes: int | None = DEFAULT_MAX_BYTES,
         **options: Any,
     ) -> Self:
         """An in-process L1 in front of Redis L2 at ``url``. Keywords of ``Cache()`` go there;
-        the rest to ``RedisLayer`` (``socket_timeout``, ``cluster``, ``ssl_ca_certs``, ...)."""
+        the rest to ``RedisLayer`` (``socket_timeout``, ``cluster``, ``ssl_ca_certs``, ...).
+        Entries in Redis are signed: pass ``secret_key=...`` (``ConfigurationError`` without
+        one), or ``allow_unsigned=True`` to store them unsigned knowingly.
+
+        The L1 holds at most ``l1_maxsize`` entries and ``l1_max_bytes`` bytes (64 MiB by
+        default, counted as ``MemoryLayer`` counts them; ``None``: no byte bound)."""
         redis_options = {k: options.pop(k) for k in list(options) if k not in _CACHE_OPTIONS}
         # A misspelt keyword may be one of ours: offer those as hints too.
         Topology.parse(url, cluster=redis_options.get("cluster", False)).check_options(
@@ -47,7 +54,7 @@ class Cache(Engine):
         redis = RedisLayer(url, **redis_options)
         layers: list[LocalLayer | SharedLayer] = [redis]
         if l1:
-            layers.insert(0, MemoryLayer(l1_maxsize, ttl=l1_ttl))
+            layers.insert(0, MemoryLayer(l1_maxsize, ttl=l1_ttl, max_bytes=l1_max_bytes))
         return cls(layers, **options)
 
     def cached(

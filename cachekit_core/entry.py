@@ -14,7 +14,8 @@ when FLAG_COMPRESSED is set.
 The tag keys sit in clear text right after the fixed header so the Redis read script can fetch
 the entry and the current versions of its tags in one round trip. The HMAC covers the entry's
 key and every byte but itself, tag keys included, so a payload cannot be re-tagged, swapped or
-copied under another key unnoticed.
+copied under another key unnoticed. Entries are signed with the current key only; older keys
+being rotated out (``fallback_keys``) are accepted when verifying.
 A different ``format`` byte reads as a miss, so a format change never misreads old entries.
 """
 
@@ -52,6 +53,7 @@ class Entry:
         "fresh_until",
         "gens",
         "local_fresh_until",
+        "size",
         "stale_until",
         "tags",
         "value",
@@ -76,6 +78,10 @@ class Entry:
         # asking Redis, and the local generation of each tag at the time (see Cache._gens).
         self.local_fresh_until = fresh_until
         self.gens: tuple[int, ...] = ()
+        # The value's serialized size in bytes, uncompressed (0: not known yet): recorded by
+        # the codec when the entry is written or read, else measured by the memory layer.
+        # What the in-process layer charges it against its byte bound.
+        self.size = 0
 
     def ttl_ms(self, now: float) -> int | None:
         """Milliseconds until the entry may be dropped (end of its stale window)."""
@@ -112,7 +118,7 @@ class CorruptEntry(Exception):
 class Codec:
     """Encodes entries for shared layers: serialize, compress, sign; and back, strictly."""
 
-    __slots__ = ("compress_threshold", "max_size", "secret_key", "serializer")
+    __slots__ = ("compress_threshold", "fallback_keys", "max_size", "secret_key", "serializer")
 
     def __init__(
         self,
@@ -120,19 +126,31 @@ class Codec:
         secret_key: bytes | None = None,
         compress_threshold: int = 4096,  # below this, zlib saves little and costs every read
         max_size: int = 64 * 1024 * 1024,
+        fallback_keys: tuple[bytes, ...] = (),
     ) -> None:
         self.serializer = serializer
         self.secret_key = secret_key
         self.compress_threshold = compress_threshold
         self.max_size = max_size
+        # Older keys being rotated out: they verify entries, never sign one.
+        self.fallback_keys = fallback_keys if secret_key else ()
 
-    def _mac(self, key: str, data: bytes) -> bytes:
+    @staticmethod
+    def _mac(secret: bytes, key: str, data: bytes) -> bytes:
         # The key is signed too: a signed entry copied under another key (another namespace
         # included: the engine passes the full stored key) does not verify.
-        assert self.secret_key is not None
-        signer = hmac.new(self.secret_key, key.encode("utf-8", "surrogatepass") + b"\0", sha256)
+        signer = hmac.new(secret, key.encode("utf-8", "surrogatepass") + b"\0", sha256)
         signer.update(data)
         return signer.digest()
+
+    def _verified(self, key: str, data: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` signs ``data`` under ``key`` with the key or one of its fallbacks."""
+        assert self.secret_key is not None
+        if hmac.compare_digest(self._mac(self.secret_key, key, data), mac):
+            return True
+        return any(
+            hmac.compare_digest(self._mac(old, key, data), mac) for old in self.fallback_keys
+        )
 
     def encode(self, entry: Entry, versions: list[int], key: str = "") -> bytes:
         fields = [entry.fresh_until, entry.stale_until, versions, entry.delta]
@@ -144,8 +162,10 @@ class Codec:
             inline: bytes = msgpack.packb([*fields, entry.value], use_bin_type=True)
             if not threshold or len(inline) <= threshold:
                 body, flags = inline, flags | FLAG_INLINE
+                entry.size = len(inline)
         if body is None:
             payload = serializer.dumps(entry.value)
+            entry.size = len(payload)  # before compression: what the value takes in memory
             if threshold and len(payload) > threshold:
                 packed = zlib.compress(payload, 1)
                 if len(packed) < len(payload):
@@ -162,7 +182,7 @@ class Codec:
             flags |= FLAG_SIGNED
         header = HEADER.pack(MAGIC, FORMAT_VERSION, flags, len(tag_blob)) + tag_blob
         if self.secret_key:
-            return header + self._mac(key, header + body) + body
+            return header + self._mac(self.secret_key, key, header + body) + body
         return header + body
 
     def decode(self, blob: bytes, key: str = "") -> tuple[Entry, list[int]]:
@@ -179,8 +199,8 @@ class Codec:
             # Unsigned entries are rejected outright when a key is set: never deserialize them.
             if not flags & FLAG_SIGNED or len(blob) < start + MAC_SIZE:
                 raise CorruptEntry("unsigned")
-            expected = self._mac(key, blob[:start] + blob[start + MAC_SIZE :])
-            if not hmac.compare_digest(expected, blob[start : start + MAC_SIZE]):
+            signed = blob[:start] + blob[start + MAC_SIZE :]
+            if not self._verified(key, signed, blob[start : start + MAC_SIZE]):
                 raise CorruptEntry("bad signature")
             start += MAC_SIZE
         elif flags & FLAG_SIGNED:
@@ -189,6 +209,7 @@ class Codec:
             fresh, stale, versions, delta, payload = msgpack.unpackb(
                 blob[start:], raw=False, use_list=True, strict_map_key=False
             )
+            size = len(blob) - start  # inline: the body, as encode measured it
             if flags & FLAG_INLINE:
                 value = payload
             elif flags & FLAG_COMPRESSED:
@@ -197,10 +218,13 @@ class Codec:
                 payload = inflater.decompress(payload, self.max_size)
                 if inflater.unconsumed_tail:
                     raise CorruptEntry("payload above max_size")
+                size = len(payload)
                 value = self.serializer.loads(payload)
             else:
+                size = len(payload)
                 value = self.serializer.loads(payload)
             entry = Entry(value, float(fresh), float(stale), (), float(delta))
+            entry.size = size
             if taglen:
                 entry.tags = tuple(blob[HEADER.size : HEADER.size + taglen].decode().split("\n"))
                 if not isinstance(versions, list) or len(versions) != len(entry.tags):

@@ -26,11 +26,12 @@ import calendar
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from hashlib import blake2b
 from typing import Literal
+from urllib.parse import unquote, unquote_to_bytes
 
 __all__ = [
     "MAX_DELTA",
@@ -63,6 +64,7 @@ __all__ = [
     "parse_vary",
     "patch_cache_control",
     "patch_vary",
+    "query_param_names",
     "request_bypass",
     "request_cache_key",
     "response_cache_control",
@@ -407,17 +409,43 @@ def patch_vary(existing: Iterable[str], *names: str) -> str:
     return ", ".join(kept.values())
 
 
-def normalise_query(query: str) -> str:
+def normalise_query(query: str, allow: Collection[str] | None = None) -> str:
     """Return ``query`` with parameters stably sorted by raw name; never raise.
 
     Only order changes: names and values keep their exact encoding (``+`` vs ``%20`` stay
     distinct: two spellings may cost two entries, never a wrong one). Empty segments (``&&``)
     are dropped, as Django's QueryDict and ``urllib.parse.parse_qsl`` drop them; ``;`` is not a
     separator (so no parameter cloaking).
+
+    ``allow``: keep only the parameters whose name, decoded as the app decodes it
+    (``query_param_names``), is in it; every other parameter is left out. ``None``: keep all.
     """
     params = [p for p in query.split("&") if p]
+    if allow is not None:
+        params = [
+            p for p in params if any(n in allow for n in query_param_names(p.partition("=")[0]))
+        ]
     params.sort(key=lambda p: p.partition("=")[0])
     return "&".join(params)
+
+
+def query_param_names(raw: str) -> tuple[str, ...]:
+    """The names a raw query parameter name (as sent: percent-encoded, ``+`` for space) may
+    have in the app, so ``p%61ge`` is ``page`` here exactly as in the view. ``raw`` is the
+    query as servers hand it over (its bytes read as latin-1). Django decodes the query's
+    bytes as UTF-8 (latin-1 when they are not valid UTF-8), Starlette as latin-1, then both
+    percent-decode as UTF-8 with invalid bytes replaced: both readings are returned when raw
+    non-ASCII bytes make them differ."""
+    name = raw.replace("+", " ")
+    if "%" not in name and name.isascii():
+        return (name,)
+    as_latin1 = unquote(name, "utf-8", "replace")
+    try:
+        data = name.encode("latin-1")
+    except UnicodeEncodeError:
+        return (as_latin1,)
+    as_utf8 = unquote_to_bytes(data).decode("utf-8", "replace")
+    return (as_utf8,) if as_utf8 == as_latin1 else (as_utf8, as_latin1)
 
 
 def request_cache_key(
@@ -430,19 +458,21 @@ def request_cache_key(
     request_headers: Headers,
     *,
     extra: str = "",
+    query_params: Collection[str] | None = None,
 ) -> str:
     """Return a collision-free key for a request and the Vary names of its stored response.
 
     Each part is length-prefixed; an absent Vary-named header is ``-`` while an empty one is
     ``0:`` (K4). The path is used byte for byte (K6); header names are compared
-    case-insensitively, with ``_`` and ``-`` kept apart (K5).
+    case-insensitively, with ``_`` and ``-`` kept apart (K5). ``query_params``: the only
+    query parameters (by decoded name) that are part of the key; None: all of them.
     """
     parts: list[str | None] = [
         "GET" if method == "HEAD" else method,  # HEAD is answered from the stored GET (K7)
         scheme.lower(),
         normalise_header_name(host),  # host names are case-insensitive (RFC 3986 §3.2.2)
         path,
-        normalise_query(query),
+        normalise_query(query, query_params),
         extra,
     ]
     wanted = sorted({normalise_header_name(n.strip()) for n in vary})

@@ -24,8 +24,11 @@ MAX_READABLE_KEY = 200
 _READABLE = re.compile(r"[A-Za-z0-9_.:/@=+,;%!~*()\[\]<>|^$&?'\-]{1," + str(MAX_READABLE_KEY) + "}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
-# Sub-prefixes keep entries, tag versions, locks and channels in disjoint key spaces.
-ENTRY, TAG, LOCK, STREAM = "e", "t", "l", "s"
+# Sub-prefixes keep entries, tag versions, locks, streams, records and tombstones in disjoint
+# key spaces. Only entries are the cache's own to drop wholesale (clear(), an overflow of lost
+# invalidations); records (sessions) and streams (write-behind) hold data that exists nowhere
+# else, and are only ever deleted one by one, by their owner.
+ENTRY, TAG, LOCK, STREAM, RECORD, TOMBSTONE = "e", "t", "l", "s", "r", "d"
 CHANNEL_SUFFIX = "inv"
 
 
@@ -58,7 +61,7 @@ def _digest(key: str) -> str:
 class KeySpace:
     """Builds the Redis names of one namespace; all live under ``<namespace>:``."""
 
-    __slots__ = ("channel", "namespace", "prefix", "tag_prefix")
+    __slots__ = ("channel", "entry_prefix", "namespace", "prefix", "record_prefix", "tag_prefix")
 
     def __init__(self, namespace: str) -> None:
         self.namespace = check_namespace(namespace)
@@ -68,9 +71,22 @@ class KeySpace:
         # Entries, locks and streams hash on their whole key and spread over the cluster.
         self.tag_prefix = f"{self.prefix}{TAG}:{{{namespace}}}:"
         self.channel = f"{namespace}:{CHANNEL_SUFFIX}"
+        self.entry_prefix = f"{self.prefix}{ENTRY}:"
+        self.record_prefix = f"{self.prefix}{RECORD}:"
 
     def entry(self, key: str) -> str:
-        return f"{self.prefix}{ENTRY}:{safe_part(key)}"
+        return self.entry_prefix + safe_part(key)
+
+    def record(self, key: str) -> str:
+        """Where a record (a value the cache keeps but does not own: a session) lives. The
+        MAC covers this full key, so a record never verifies as an entry, nor the reverse."""
+        return self.record_prefix + safe_part(key)
+
+    def tombstone(self, entry_key: str) -> str:
+        """The tombstone a delete of ``entry_key`` leaves (see ``layers/_shared.py``). Its hash
+        tag is the entry key itself, so both share a Redis Cluster slot and one script can
+        check one against the other (entry keys never contain braces)."""
+        return f"{self.prefix}{TOMBSTONE}:{{{entry_key}}}"
 
     def tag(self, tag: str) -> str:
         return self.tag_prefix + safe_part(tag)
@@ -84,6 +100,10 @@ class KeySpace:
     def scan_pattern(self) -> str:
         # The namespace alphabet excludes glob metacharacters, so no escaping is needed.
         return self.prefix + "*"
+
+    def entry_pattern(self) -> str:
+        """What ``clear()`` (and an overflow of lost invalidations) may delete: entries only."""
+        return self.entry_prefix + "*"
 
 
 # Values whose repr() is a stable, unique text form: the same value gives the same text in

@@ -7,6 +7,7 @@ A lookup says *hit*, *miss* or *unavailable*, so that a caller can tell "not the
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "Read",
     "ReadStatus",
     "TagSnapshot",
+    "now_us",
 ]
 
 
@@ -63,18 +65,30 @@ READ_MISS = Read(MISS)
 READ_UNAVAILABLE = Read(UNAVAILABLE)
 
 
+def now_us() -> int:
+    """The wall clock in microseconds: what tag versions, tombstones and snapshots are made of
+    (``max(v + 1, now_us())``), so a snapshot time compares with all of them."""
+    return time.time_ns() // 1000
+
+
 @dataclass(frozen=True, slots=True)
 class TagSnapshot:
-    """Tag versions taken *before* a value is computed: a value written with it is stale at
-    once if any of its tags is invalidated in between (no stale write-back race).
+    """Taken *before* a value is computed: a value written with it is never kept if one of its
+    tags or its key is invalidated after ``since`` (no stale write-back race).
 
     ``gens``: this process's generations (L1); ``versions``: Redis's, or None when Redis could
-    not be asked (the write then only invalidates what Redis holds).
+    not be asked (the write then only invalidates what Redis holds). ``since``: when the
+    computation started (``now_us``; 0: an unconditional write, as ``set`` makes): a key
+    deleted after it refuses the value. ``stale``: a tag was already invalidated after
+    ``since`` when the snapshot was taken (e.g. while a request's dependencies ran, before
+    its view was bound): the value is not stored at all.
     """
 
     tag_keys: tuple[str, ...] = ()
     gens: tuple[int, ...] = ()
     versions: list[int] | None = field(default_factory=list)
+    since: int = 0
+    stale: bool = False
 
 
 UNTAGGED = TagSnapshot()

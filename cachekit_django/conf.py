@@ -45,6 +45,7 @@ from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
 from cachekit_core import Cache, CacheError, MemoryLayer, RedisLayer
+from cachekit_core.layers.memory import DEFAULT_MAX_BYTES
 from cachekit_core.layers.topology import redact_url
 
 __all__ = [
@@ -97,6 +98,7 @@ _CACHE_OPTIONS = {
     "JITTER",
     "SERIALIZER",
     "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
 }
 # Serializers a CachekitCache engine can use: Django's values reach it as pickled bytes and
 # pages carry their body as bytes, which JSON cannot hold.
@@ -120,8 +122,31 @@ DEPRECATED_KEYS: Final = (
 def signing_key(purpose: str) -> bytes:
     """A 32-byte HMAC key for engine payloads, derived from ``SECRET_KEY`` per purpose (the
     secret itself never reaches the engine, and two purposes never share a key)."""
-    mac = salted_hmac(f"cachekit_django.{purpose}", "engine-signing-key", algorithm="sha256")
+    return _derived(purpose, None)
+
+
+def fallback_signing_keys(purpose: str) -> tuple[bytes, ...]:
+    """The keys ``signing_key(purpose)`` was under each of ``SECRET_KEY_FALLBACKS``: the
+    engine verifies with them too (never signs), so rotating ``SECRET_KEY`` with the old one
+    in the fallbacks keeps every session and cached value readable."""
+    return tuple(_derived(purpose, old) for old in getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+
+
+def _derived(purpose: str, secret: str | bytes | None) -> bytes:
+    # secret=None: settings.SECRET_KEY (Django's own choice, as in its signing module).
+    mac = salted_hmac(
+        f"cachekit_django.{purpose}", "engine-signing-key", secret=secret, algorithm="sha256"
+    )
     return mac.digest()
+
+
+def _fallbacks(value: Any) -> tuple[str | bytes, ...]:
+    """``OPTIONS["SECRET_KEY_FALLBACKS"]`` as a hashable tuple (a list of older secrets)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ImproperlyConfigured(
+            'CACHES OPTIONS "SECRET_KEY_FALLBACKS" must be a list of older OPTIONS "SECRET_KEY"s'
+        )
+    return tuple(value)
 
 
 def default_namespace(key_prefix: str) -> str:
@@ -149,11 +174,13 @@ class EngineSpec:
     max_entries: int = 10_000
     l1: bool = True
     l1_ttl: float | None = 30.0  # None when in-process only: there the layer is the store
-    max_bytes: int | None = None
+    max_bytes: int | None = DEFAULT_MAX_BYTES  # 64 MiB; MAX_BYTES: None for no byte bound
     policy: str | Callable[..., Any] = "lru"
     jitter: float = 0.0
     serializer: str = "msgpack"
     secret_key: str | bytes | None = field(default=None, repr=False)  # None: from SECRET_KEY
+    # Older OPTIONS["SECRET_KEY"]s, verifying only (with SECRET_KEY: its SECRET_KEY_FALLBACKS).
+    secret_key_fallbacks: tuple[str | bytes, ...] = field(default=(), repr=False)
     redis_options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
@@ -198,11 +225,12 @@ class EngineSpec:
             l1=bool(options.get("L1", True)),
             # Memory-only: the layer is the store, so the TTL each write asks for decides.
             l1_ttl=options.get("L1_TTL", 30.0) if is_redis else None,
-            max_bytes=options.get("MAX_BYTES"),
+            max_bytes=options.get("MAX_BYTES", DEFAULT_MAX_BYTES),
             policy=options.get("POLICY", "lru"),
             jitter=float(options.get("JITTER", 0.0)),
             serializer=str(serializer),
             secret_key=options.get("SECRET_KEY"),
+            secret_key_fallbacks=_fallbacks(options.get("SECRET_KEY_FALLBACKS", ())),
             redis_options=redis_options,
         )
 
@@ -213,8 +241,13 @@ class EngineSpec:
             "default_ttl": self.default_ttl,
             "jitter": self.jitter,
             "serializer": self.serializer,
-            "secret_key": signing_key("cache") if self.secret_key is None else self.secret_key,
         }
+        if self.secret_key is None:
+            options["secret_key"] = signing_key("cache")
+            options["secret_key_fallbacks"] = fallback_signing_keys("cache")
+        else:
+            options["secret_key"] = self.secret_key
+            options["secret_key_fallbacks"] = self.secret_key_fallbacks
         if self.redis_url is None:
             # No layer TTL: an in-process store keeps an entry exactly as long as the write
             # asked (cache_view(ttl=600) gets 600 s, not the 30 s an L1 TTL would cap it at).
@@ -263,6 +296,7 @@ class EngineSpec:
             "jitter": "JITTER",
             "serializer": "SERIALIZER",
             "secret_key": "SECRET_KEY",
+            "secret_key_fallbacks": "SECRET_KEY_FALLBACKS",
         }
         if self.redis_url is not None:
             named.update(l1="L1", l1_ttl="L1_TTL")
@@ -294,7 +328,7 @@ class Registry:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.breaker_lock = threading.Lock()
-        self.engines: dict[tuple[EngineSpec, bytes], Cache] = {}
+        self.engines: dict[tuple[EngineSpec, bytes, tuple[bytes, ...]], Cache] = {}
         # One circuit breaker per Redis server and breaker settings for every engine built
         # here: the pages' engine and each CACHES entry all learn of an outage from the first
         # timeout, so one request never waits out one per engine.
@@ -306,7 +340,8 @@ class Registry:
         self.warned = False
 
     def engine_for(self, spec: EngineSpec) -> Cache:
-        slot = (spec, signing_key("cache"))  # a new SECRET_KEY is a new engine
+        # A new SECRET_KEY (or SECRET_KEY_FALLBACKS) is a new engine.
+        slot = (spec, signing_key("cache"), fallback_signing_keys("cache"))
         engine = self.engines.get(slot)
         if engine is None:
             with self.lock:
@@ -580,7 +615,7 @@ def spec_from_cachekit(config: Mapping[str, Any]) -> EngineSpec:
     }
     if memory is not None:
         found["max_entries"] = memory.get("MAXSIZE", 10_000)
-        found["max_bytes"] = memory.get("MAX_BYTES")
+        found["max_bytes"] = memory.get("MAX_BYTES", DEFAULT_MAX_BYTES)
         found["policy"] = memory.get("POLICY", "lru")
     if redis is None:
         # In-process only: the layer's TTL would cap every entry (a cache_view(ttl=600) page
@@ -619,7 +654,7 @@ async def aclose_all() -> None:
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     # Django rebuilds its cache handlers when CACHES changes (override_settings in tests);
     # engines built from the old settings must not keep serving, or L1 would leak between them.
-    if setting in ("CACHES", "CACHEKIT", "SECRET_KEY"):
+    if setting in ("CACHES", "CACHEKIT", "SECRET_KEY", "SECRET_KEY_FALLBACKS"):
         close_all()
 
 

@@ -22,7 +22,7 @@ from asgiref.sync import iscoroutinefunction
 from django.db import models as db_models
 from django.http import HttpRequest
 
-from cachekit_core.httpcache import ViewOptions
+from cachekit_core.httpcache import ViewOptions, query_allow_list
 from cachekit_core.templates import TagMaker, compile_tags
 
 from .invalidation import tag_for
@@ -45,6 +45,7 @@ class _Spec:
     cache_control: str | None
     stale_ttl: float
     per_user: bool
+    query_params: frozenset[str] | None = None
 
     def options(
         self, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -58,6 +59,7 @@ class _Spec:
             cache_control=self.cache_control,
             stale_ttl=self.stale_ttl,
             per_user=self.per_user,
+            query_params=self.query_params,
         )
 
     def call(
@@ -100,6 +102,7 @@ def _spec(
     cache_control: str | None,
     stale_ttl: float,
     per_user: bool,
+    query_params: Iterable[str] | None = None,
 ) -> _Spec:
     return _Spec(
         ttl,
@@ -108,6 +111,7 @@ def _spec(
         cache_control,
         float(stale_ttl),
         per_user,
+        query_allow_list(query_params),
     )
 
 
@@ -122,6 +126,7 @@ def cache_view(
     cache_control: str | None = None,
     stale_ttl: float = 0,
     per_user: bool = False,
+    query_params: Iterable[str] | None = None,
 ) -> Callable[[V], V]: ...
 def cache_view(
     ttl: Any = None,
@@ -131,6 +136,7 @@ def cache_view(
     cache_control: str | None = None,
     stale_ttl: float = 0,
     per_user: bool = False,
+    query_params: Iterable[str] | None = None,
 ) -> Any:
     """Cache a view's pages through ``CacheMiddleware``.
 
@@ -142,10 +148,13 @@ def cache_view(
     ``cache_control``: sent when the response sets none. ``stale_ttl``: serve the old page that
     long past expiry while one request re-renders. ``per_user``: key by the logged-in user and
     send ``Cache-Control: private`` (requests with a session cookie otherwise bypass).
+    ``query_params``: the only query parameters that are part of the page's key (e.g.
+    ``["page", "sort"]``); requests with others are answered from, and stored as, the page of
+    their listed ones, so the view must not depend on the rest (see ``ViewOptions``).
     """
     if callable(ttl):  # bare @cache_view
         return cache_view()(ttl)
-    spec = _spec(ttl, models, tags, cache_control, stale_ttl, per_user)
+    spec = _spec(ttl, models, tags, cache_control, stale_ttl, per_user, query_params)
 
     def decorator(view: V) -> V:
         if iscoroutinefunction(view):
@@ -179,6 +188,7 @@ class CacheViewMixin:
     cache_control: str | None = None
     cache_stale_ttl: float = 0
     cache_per_user: bool = False
+    cache_query_params: Iterable[str] | None = None
 
     def get_cache_tags(self, request: HttpRequest, *args: Any, **kwargs: Any) -> list[str]:
         """The view's extra tags (beyond ``cache_models``) for this request."""
@@ -198,5 +208,6 @@ class CacheViewMixin:
             self.cache_control,
             self.cache_stale_ttl,
             self.cache_per_user,
+            self.cache_query_params,
         )
         return spec.call(super().dispatch, request, args, kwargs)  # type: ignore[misc]

@@ -67,6 +67,16 @@ NAMES = [
     "claim",
     "invalidate",
     "resolve",
+    # records and race-safe writes (the engine and the Redis layer)
+    "write_if",
+    "store_records",
+    "store_record",
+    "delete_records",
+    "read_record",
+    "write_records",
+    "insert_record",
+    "replace_record",
+    "invalidate_records",
     # cachekit_django: Django's own a-prefixed twins (cache, session store, middleware)
     "load",
     "save",
@@ -113,6 +123,9 @@ PRIVATE = [
     "mget",
     "nothing",
     "remove",
+    "eval_pipelined",
+    "take_snapshot",
+    "delete_records_on",
     # cachekit_django
     "read",
     "cache_key",

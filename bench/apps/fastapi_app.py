@@ -7,7 +7,8 @@ dict FastAPI serialises to ~1 kB of JSON); only the caching around it differs.
 
 - ``plain``: no cache.
 - ``cachekit_l1``: ``CacheKit(app, Cache())`` and ``@kit.cache(ttl=60)`` (in-process L1).
-- ``cachekit_redis``: the same with ``Cache.from_url(url, l1=False)``: every hit reads Redis.
+- ``cachekit_redis``: the same with ``Cache.from_url(url, l1=False, secret_key=...)``: every
+  hit reads Redis (and checks the entry's signature, as every Redis cache does by default).
 - ``fc2_mem`` / ``fc2_redis``: fastapi-cache2 ``@cache(expire=60)`` on ``InMemoryBackend`` /
   ``RedisBackend(redis.asyncio)``.
 - ``cashews_redis``: cashews ``@cache(ttl=60)`` on ``redis://`` (caches the returned dict;
@@ -44,7 +45,11 @@ def _cachekit(redis: bool) -> FastAPI:
     from cachekit_core import Cache
     from cachekit_fastapi import CacheKit
 
-    cache = Cache.from_url(REDIS_URL, l1=False, namespace="bench-fa") if redis else Cache()
+    cache = (
+        Cache.from_url(REDIS_URL, l1=False, namespace="bench-fa", secret_key="bench-secret")
+        if redis
+        else Cache()
+    )
     app = FastAPI()
     kit = CacheKit(app, cache)
 

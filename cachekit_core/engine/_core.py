@@ -31,6 +31,7 @@ from ..layers.base import BAD_VERSION, LocalLayer, SharedLayer
 from ..layers.memory import MemoryLayer
 from ..serializers import Serializer, get_serializer
 from ..throttle import Throttle
+from ._races import Recent
 
 log = logging.getLogger("cachekit")
 
@@ -71,6 +72,8 @@ class EngineCore:
         jitter: float = 0.0,
         serializer: str | Serializer = "msgpack",
         secret_key: str | bytes | None = None,
+        secret_key_fallbacks: Iterable[str | bytes] = (),
+        allow_unsigned: bool = False,
         compress_threshold: int = 4096,  # below this, zlib saves little and costs every read
         max_value_size: int = 64 * 1024 * 1024,
         raise_on_error: bool = False,
@@ -80,6 +83,16 @@ class EngineCore:
     ) -> None:
         layers = list(layers) if layers is not None else [MemoryLayer()]
         self.local, self.shared = _split_layers(layers)
+        key, fallbacks = _signing_keys(secret_key, secret_key_fallbacks)
+        if key is None and self.shared is not None and not allow_unsigned:
+            raise ConfigurationError(
+                f"a cache with a shared layer ({self.shared.name}, namespace {namespace!r}) "
+                "needs secret_key=...: unsigned entries let anyone who can write to it plant "
+                "values this app serves as its own (a page, a session). Pass a long random "
+                "secret, the same in every process that shares the cache, e.g. "
+                "secret_key=os.environ['CACHEKIT_SECRET_KEY']; or pass allow_unsigned=True to "
+                "store unsigned entries knowingly (only if no one untrusted can write to it)."
+            )
         self.layers = layers
         self.namespace = namespace
         self.keyspace = KeySpace(namespace)
@@ -87,13 +100,19 @@ class EngineCore:
             raise ConfigurationError("jitter must be in [0, 1): it is a fraction of the TTL")
         self.default_ttl = default_ttl
         self.jitter = jitter
-        key = secret_key.encode() if isinstance(secret_key, str) else secret_key
         self._secret_key = key
+        self._secret_key_fallbacks = fallbacks
         # Entries are signed with a key of this namespace's own (derived, one-way): an entry
-        # or a session blob signed for one namespace never verifies in another.
-        entry_key = _derive(key, f"entries:{namespace}") if key else None
+        # or a session blob signed for one namespace never verifies in another. The fallbacks
+        # (older secrets, being rotated out) only verify: every write signs with the current.
+        purpose = f"entries:{namespace}"
+        entry_key = _derive(key, purpose) if key else None
         self._codec = Codec(
-            get_serializer(serializer, entry_key), entry_key, compress_threshold, max_value_size
+            get_serializer(serializer, entry_key),
+            entry_key,
+            compress_threshold,
+            max_value_size,
+            tuple(_derive(old, purpose) for old in fallbacks),
         )
         self.raise_on_error = raise_on_error
         self.lock_ttl = lock_ttl
@@ -119,8 +138,19 @@ class EngineCore:
         # In-process claims (memory-only caches): key -> (monotonic expiry, owner token).
         self._claims: dict[str, tuple[float, str]] = {}
         self.counters = Counters()
+        # Race guards (see _races.py): a delete's tombstone outlives any loader that holds the
+        # key's lock; this process's own deletes and tag bumps, for its L1 (all there is to a
+        # memory-only cache).
+        self.tombstone_ttl = max(lock_ttl, 60.0)
+        self._deleted = Recent(int(self.tombstone_ttl * 1_000_000))
+        self._bumped = Recent(int(self.tombstone_ttl * 1_000_000))
+        # The records (sessions) of a memory-only cache live in a store of their own, which
+        # clear() and the entries' L1 never touch.
+        self._record_store = MemoryLayer() if self.shared is None else None
         if self.shared is not None:
-            self.shared.bind(self.keyspace, raise_on_error=raise_on_error)
+            self.shared.bind(
+                self.keyspace, raise_on_error=raise_on_error, tombstone_ttl=self.tombstone_ttl
+            )
 
     def reachable(self) -> bool:
         """Whether every layer is expected to answer now: no shared layer, or its circuit
@@ -131,6 +161,11 @@ class EngineCore:
     def secret_key(self) -> bytes | None:
         """The secret this cache was built with (None: unsigned); each use derives its own."""
         return self._secret_key
+
+    @property
+    def secret_key_fallbacks(self) -> tuple[bytes, ...]:
+        """Older secrets still accepted when verifying (never used to sign)."""
+        return self._secret_key_fallbacks
 
     # -- tags and local generations ----------------------------------------------------------
     def _tag_keys(self, tags: Iterable[str]) -> tuple[str, ...]:
@@ -281,6 +316,25 @@ class EngineCore:
             self.report_corrupt(exc)
             return None
 
+    def _record_entry(self, value: Any, ttl: float | None, now: float) -> Entry | None:
+        """A record expiring ``ttl`` seconds from now, exactly (None: ``ttl`` <= 0)."""
+        if ttl is None:
+            ttl = self.default_ttl if self.default_ttl is not None else math.inf
+        if ttl <= 0:
+            return None
+        return Entry(value, now + ttl, now + ttl)
+
+    def _decode_record(self, rkey: str, blob: bytes | None) -> Entry | None:
+        """A record read from Redis under ``rkey``; None (counted) for anything else."""
+        decoded = self._decode(rkey, blob)
+        if decoded is None:
+            return None
+        entry, _ = decoded
+        if entry.tags:  # records carry no tags: not one of ours
+            self.report_corrupt("a record with tags")
+            return None
+        return entry
+
     def report_corrupt(self, reason: object) -> None:
         """Count an unreadable entry (a miss) and log it, at most once per 10 s."""
         self.counters.corrupt += 1
@@ -397,6 +451,35 @@ class EngineCore:
             "errors": errors,
             "circuit": circuit,
         }
+
+
+def _signing_keys(
+    secret_key: str | bytes | None, fallbacks: Iterable[str | bytes]
+) -> tuple[bytes | None, tuple[bytes, ...]]:
+    """The secret and its fallbacks as bytes (None: no secret), checked."""
+
+    def as_bytes(secret: str | bytes) -> bytes:
+        if not isinstance(secret, str | bytes):
+            raise ConfigurationError(f"secret keys are str or bytes, not {type(secret).__name__}")
+        return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+    if isinstance(fallbacks, str | bytes):
+        raise ConfigurationError(
+            "secret_key_fallbacks is a list of older secrets, not one secret: "
+            "secret_key_fallbacks=[old_key]"
+        )
+    key = as_bytes(secret_key) if secret_key is not None else None
+    if key is not None and not key:
+        raise ConfigurationError("secret_key must not be empty (None: no secret)")
+    olds = tuple(as_bytes(old) for old in fallbacks)
+    if any(not old for old in olds):
+        raise ConfigurationError("secret_key_fallbacks must not hold an empty secret")
+    if olds and key is None:
+        raise ConfigurationError(
+            "secret_key_fallbacks only verify entries signed with older secrets: pass the "
+            "current one as secret_key=... too (every write is signed with it)"
+        )
+    return key, olds
 
 
 def _derive(secret: bytes, purpose: str) -> bytes:

@@ -13,6 +13,7 @@ from ._base import (
     StoredResponse,
     VaryMarker,
     ViewOptions,
+    query_allow_list,
 )
 from ._sync.flow import SyncHttpCache
 
@@ -29,6 +30,7 @@ __all__ = [
     "StoredResponse",
     "VaryMarker",
     "ViewOptions",
+    "query_allow_list",
 ]
 
 

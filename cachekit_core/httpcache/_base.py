@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -109,13 +109,45 @@ class VaryMarker:
 
 @dataclass(frozen=True, slots=True)
 class ViewOptions:
-    """How a decorated view asked to be cached."""
+    """How a decorated view asked to be cached.
+
+    ``query_params``: the query parameters that are part of the page's key (any collection
+    of names; kept as a frozenset). Every other parameter is ignored for caching: the request
+    is answered from, or stored as, the page of its listed parameters, so junk parameters
+    (``utm_*``, ``?x=<random>``) cannot make one variant each. The view must then not depend
+    on the parameters left out (a page that echoed one would be served, echo included, to
+    every request of the same listed parameters). Names are matched decoded, as the view
+    reads them (``p%61ge`` is ``page``). None (the default): every parameter is part of it.
+    """
 
     ttl: float | None = None  # None: s-maxage/max-age of cache_control, else the cache default
     tags: tuple[str, ...] = ()
     cache_control: str | None = None  # set on responses that carry no Cache-Control of their own
     stale_ttl: float = 0.0  # serve STALE that long past expiry (one request re-renders)
     per_user: bool = False
+    query_params: Collection[str] | None = None
+
+    def __post_init__(self) -> None:
+        names = self.query_params
+        if names is not None:
+            object.__setattr__(self, "query_params", query_allow_list(names))
+
+
+def query_allow_list(names: Iterable[str] | None) -> frozenset[str] | None:
+    """A ``query_params=`` allow-list checked and frozen (what adapters call once, when a
+    view is decorated): ``TypeError`` for one string or a name that is not a string."""
+    if names is None or (type(names) is frozenset and all(type(n) is str for n in names)):
+        return names
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise TypeError(
+            f"query_params must be a list of parameter names, not {names!r} "
+            "(e.g. query_params=['page', 'sort'])"
+        )
+    found = frozenset(names)
+    wrong = [n for n in found if not isinstance(n, str)]
+    if wrong:
+        raise TypeError(f"query_params names must be strings, not {wrong[0]!r}")
+    return found
 
 
 STORABLE_STATUSES = frozenset(range(200, 400)) - {206, 304}
@@ -225,6 +257,9 @@ class Lookup:
     # Tag snapshot taken before rendering: an invalidation landing meanwhile leaves the
     # stored page stale at once (no stale write-back race).
     snapshot: TagSnapshot = UNTAGGED
+    # When the lookup was made (results.now_us; 0: unknown): an invalidation of the URL or of
+    # a tag after it refuses the rendered page, wherever the view's tags are bound.
+    since: int = 0
 
 
 class HttpCacheBase:
@@ -234,18 +269,27 @@ class HttpCacheBase:
         self._store_log = Throttle()
 
     # -- keys ----------------------------------------------------------------------------------
-    def _primary_key(self, request: Request, per_user: bool) -> str:
+    # ``params``: the view's query-parameter allow-list (None: the whole query is keyed).
+    def _primary_key(
+        self, request: Request, per_user: bool, params: Collection[str] | None = None
+    ) -> str:
         user = f"user={request.user}" if per_user else ""
         return "http:" + http.request_cache_key(
             request.method, request.scheme, request.host, request.path, request.query, (),
-            request.headers, extra=user,
+            request.headers, extra=user, query_params=params,
         )  # fmt: skip
 
-    def _variant_key(self, request: Request, per_user: bool, marker: VaryMarker) -> str:
+    def _variant_key(
+        self,
+        request: Request,
+        per_user: bool,
+        marker: VaryMarker,
+        params: Collection[str] | None = None,
+    ) -> str:
         user = f"user={request.user}" if per_user else ""
         return "http:" + http.request_cache_key(
             request.method, request.scheme, request.host, request.path, request.query,
-            marker.vary, request.headers, extra=f"{user}|{marker.gen}",
+            marker.vary, request.headers, extra=f"{user}|{marker.gen}", query_params=params,
         )  # fmt: skip
 
     def bypass_reason(self, request: Request, view: ViewOptions | None) -> str | None:

@@ -17,9 +17,11 @@ if TYPE_CHECKING:  # the redis extra is optional: RedisLayer() says how to insta
 __all__ = [
     "BUMP_SCRIPT",
     "DELETE_IF_SCRIPT",
+    "DELETE_SCRIPT",
     "READ_SCRIPT",
     "REDIS_ERRORS",
     "RELEASE_SCRIPT",
+    "WRITE_IF_SCRIPT",
     "AsyncOp",
     "AsyncRedisClient",
     "NoScriptError",
@@ -96,6 +98,35 @@ for _, k in ipairs(KEYS) do
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return #KEYS
+"""
+
+# Delete an entry and leave a tombstone: a version, as a tag bump makes one (max(v + 1, now in
+# microseconds): it only ever grows), kept ARGV[2] ms (at least the lock TTL). A value computed
+# from a read made before the delete is then refused by WRITE_IF_SCRIPT. KEYS[2] is the entry's
+# tombstone (keys.py: same cluster slot). Returns what DEL returns.
+DELETE_SCRIPT = """
+local now = tonumber(ARGV[1])
+local v = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+redis.call('SET', KEYS[2], string.format('%d', math.max(v + 1, now)), 'PX', ARGV[2])
+return redis.call('DEL', KEYS[1])
+"""
+
+# Store a value computed after ARGV[3] (microseconds, the clock tag versions use) unless its key
+# was deleted after that: its tombstone (KEYS[2]) is newer, or is not a version at all (a
+# value we did not write: refuse rather than guess). ARGV[1] is the blob, ARGV[2] the TTL in ms
+# ('' for none). 1 stored, 0 refused.
+WRITE_IF_SCRIPT = """
+local mark = redis.call('GET', KEYS[2])
+if mark then
+  local v = tonumber(mark)
+  if v == nil or v > tonumber(ARGV[3]) then return 0 end
+end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
 """
 
 # Delete a key only if it still holds the given value (used to clear out an invalid entry

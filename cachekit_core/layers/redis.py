@@ -85,6 +85,7 @@ class RedisLayer(SyncRedisIO, AsyncRedisIO):
             **redis_options,
         }
         self.tag_ttl = tag_ttl
+        self.tombstone_ms = 60_000  # Engine.bind sets it from the cache's lock TTL
         self.keys: KeySpace | None = None
         self.hits = 0
         self.misses = 0
@@ -99,11 +100,13 @@ class RedisLayer(SyncRedisIO, AsyncRedisIO):
         self.batcher.enabled = batch_reads
         self.listener = Listener(self.clients.new, topology.close, socket_timeout)
 
-    def bind(self, keys: KeySpace, *, raise_on_error: bool) -> None:
-        """Attach the layer to one cache's namespace (a layer serves one cache)."""
+    def bind(self, keys: KeySpace, *, raise_on_error: bool, tombstone_ttl: float = 60.0) -> None:
+        """Attach the layer to one cache's namespace (a layer serves one cache).
+        ``tombstone_ttl``: seconds a delete's tombstone is kept (see ``awrite_if``)."""
         if self.keys is not None and self.keys.namespace != keys.namespace:
             raise ConfigurationError("a RedisLayer can serve only one Cache namespace")
         self.keys = keys
+        self.tombstone_ms = max(1, int(tombstone_ttl * 1000))
         self.health.namespace = keys.namespace
         self.health.raise_on_error = raise_on_error
 
@@ -166,6 +169,7 @@ class RedisLayer(SyncRedisIO, AsyncRedisIO):
             **self.health.stats(),
             "listening": self.listening,
             "pending_invalidations": len(self.pending),
+            "refused_record_deletes": self.pending.refused,
         }
 
     def __repr__(self) -> str:

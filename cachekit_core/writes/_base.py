@@ -70,7 +70,8 @@ class WriteBehindBase:
             raise ConfigurationError(
                 f"write_behind({name!r}) needs a Redis layer: submitted writes are kept in a "
                 "Redis Stream so they survive a crash until flushed. Build the cache with "
-                "Cache.from_url('redis://...') or layers=[MemoryLayer(), RedisLayer(url)]."
+                "Cache.from_url('redis://...', secret_key=...) or layers=[MemoryLayer(), "
+                "RedisLayer(url)]."
             )
         if batch_size < 1:
             raise ConfigurationError("write_behind batch_size must be at least 1")
@@ -88,6 +89,8 @@ class WriteBehindBase:
         self.stream = cache.keyspace.stream(name)
         self._layer: RedisLayer = shared
         self._secret = cache.secret_key
+        # Entries queued before a key rotation stay deliverable: verified with the old keys too.
+        self._verify_keys = [k for k in (cache.secret_key, *cache.secret_key_fallbacks) if k]
         # Counters of this process (a metric source; the stream itself is the shared truth).
         self.flushed = 0
         self.flush_errors = 0
@@ -98,9 +101,10 @@ class WriteBehindBase:
         return f"<WriteBehind stream={self.stream!r} group={self.group!r}>"
 
     # -- encoding ----------------------------------------------------------------------------
-    def _mac(self, blob: bytes) -> bytes:
-        assert self._secret is not None
-        signer = hmac.new(self._secret, _SIG_CONTEXT + self.stream.encode() + b"\0", sha256)
+    def _mac(self, blob: bytes, secret: bytes | None = None) -> bytes:
+        key = secret or self._secret
+        assert key is not None
+        signer = hmac.new(key, _SIG_CONTEXT + self.stream.encode() + b"\0", sha256)
         signer.update(blob)
         return signer.digest()
 
@@ -128,7 +132,9 @@ class WriteBehindBase:
             return "no payload"
         if self._secret:
             # Verify before decoding: forged bytes never reach msgpack, let alone flush.
-            if not isinstance(sig, bytes) or not hmac.compare_digest(sig, self._mac(blob)):
+            if not isinstance(sig, bytes) or not any(
+                hmac.compare_digest(sig, self._mac(blob, key)) for key in self._verify_keys
+            ):
                 return "bad or missing signature"
         elif sig is not None:
             return "signed, but no secret_key configured"

@@ -66,7 +66,7 @@ class AsyncPageFlow:
         response: HttpResponseBase = await self.get_response(request)
         vary_on_session(request, response)
         if http.invalidates_stored(core.method, response.status_code):
-            await http_cache.ainvalidate_url(core)  # R4
+            await http_cache.ainvalidate_url(core, state.lookup.view)  # R4
         if passes_through(response):
             await http_cache.arelease(state.lookup)  # a stale page's re-render claim, if held
             return mark(state, response)

@@ -67,7 +67,7 @@ class SyncPageFlow:
         response: HttpResponseBase = self.get_response(request)
         vary_on_session(request, response)
         if http.invalidates_stored(core.method, response.status_code):
-            http_cache.invalidate_url(core)  # R4
+            http_cache.invalidate_url(core, state.lookup.view)  # R4
         if passes_through(response):
             http_cache.release(state.lookup)  # a stale page's re-render claim, if held
             return mark(state, response)

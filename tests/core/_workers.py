@@ -10,7 +10,7 @@ from cachekit_core import Cache
 
 
 def stampede_worker(url: str, namespace: str, barrier: Barrier, calls: Any, results: Any) -> None:
-    cache = Cache.from_url(url, namespace=namespace)
+    cache = Cache.from_url(url, namespace=namespace, secret_key="test-secret")
 
     def loader() -> str:
         with calls.get_lock():
@@ -25,7 +25,7 @@ def stampede_worker(url: str, namespace: str, barrier: Barrier, calls: Any, resu
 
 def l1_watcher(url: str, namespace: str, ready: Any, go: Any, results: Any) -> None:
     """Fill L1 with a tagged entry, then report how long until it stops being served."""
-    cache = Cache.from_url(url, namespace=namespace)
+    cache = Cache.from_url(url, namespace=namespace, secret_key="test-secret")
     assert cache.get("page") == "v1"  # starts the invalidation listener
     deadline = time.monotonic() + 5
     while not cache.stats()["layers"]["redis"]["listening"] and time.monotonic() < deadline:

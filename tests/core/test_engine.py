@@ -35,7 +35,13 @@ def cache(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Cache]:
         built = Cache(namespace="eng", clock=clock)
     else:
         url = request.getfixturevalue("cluster_url" if "cluster" in request.param else "redis_url")
-        built = Cache.from_url(url, namespace="eng", l1=request.param.startswith("l1"), clock=clock)
+        built = Cache.from_url(
+            url,
+            namespace="eng",
+            l1=request.param.startswith("l1"),
+            clock=clock,
+            secret_key="test-secret",
+        )
     yield built
     built.close()
 
@@ -278,8 +284,10 @@ def test_decorator_rejects_templates_naming_unknown_parameters() -> None:
 
 def test_an_l2_hit_fills_l1_for_at_most_the_l1_ttl(redis_url: str, clock: FakeClock) -> None:
     layers = [MemoryLayer(100, ttl=5), RedisLayer(redis_url)]
-    reader = Cache(layers, namespace="fill", clock=clock)
-    writer = Cache.from_url(redis_url, namespace="fill", l1=False, clock=clock)
+    reader = Cache(layers, namespace="fill", clock=clock, secret_key="test-secret")
+    writer = Cache.from_url(
+        redis_url, namespace="fill", l1=False, clock=clock, secret_key="test-secret"
+    )
     writer.set("k", "v1", ttl=60)
     assert reader.get("k") == "v1"
     assert reader.stats()["layers"]["redis"]["hits"] == 1
@@ -293,8 +301,8 @@ def test_an_l2_hit_fills_l1_for_at_most_the_l1_ttl(redis_url: str, clock: FakeCl
 
 
 def test_a_write_in_one_cache_drops_other_caches_l1_copies(redis_url: str) -> None:
-    a = Cache.from_url(redis_url, namespace="coherent")
-    b = Cache.from_url(redis_url, namespace="coherent")
+    a = Cache.from_url(redis_url, namespace="coherent", secret_key="test-secret")
+    b = Cache.from_url(redis_url, namespace="coherent", secret_key="test-secret")
     a.set("k", "v1")
     assert b.get("k") == "v1"
     wait_until(lambda: b.stats()["layers"]["redis"]["listening"])

@@ -26,7 +26,9 @@ def cache(request: pytest.FixtureRequest) -> Iterator[Cache]:
     if request.param == "memory":
         built = Cache(namespace="http")
     else:
-        built = Cache.from_url(request.getfixturevalue("redis_url"), namespace="http")
+        built = Cache.from_url(
+            request.getfixturevalue("redis_url"), namespace="http", secret_key="test-secret"
+        )
     yield built
     built.close()
 

@@ -21,7 +21,7 @@ def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str
 
 def test_scrape_reports_layers_loader_and_breaker(redis_url: str) -> None:
     registry = CollectorRegistry()
-    cache = Cache.from_url(redis_url, namespace="shop")
+    cache = Cache.from_url(redis_url, namespace="shop", secret_key="test-secret")
     register_metrics(cache, registry)
     cache.set("a", 1)
     assert cache.get("a") == 1  # L1 hit
@@ -65,7 +65,9 @@ def test_scrape_reports_layers_loader_and_breaker(redis_url: str) -> None:
 
 def test_breaker_state_and_opens_follow_an_outage(private_redis: RedisServer) -> None:
     registry = CollectorRegistry()
-    cache = Cache.from_url(private_redis.url, namespace="down", l1=False, breaker_cooldown=30)
+    cache = Cache.from_url(
+        private_redis.url, namespace="down", l1=False, breaker_cooldown=30, secret_key="test-secret"
+    )
     register_metrics(cache, registry)
     cache.set("a", 1)
     private_redis.stop()

@@ -119,8 +119,8 @@ def shuffled_twice(seed: int) -> list[str]:
 async def test_concurrent_reads_share_round_trips(
     private_redis: RedisServer, round_trips: RoundTrips
 ) -> None:
-    writer = Cache.from_url(private_redis.url, namespace=NS, l1=False)
-    reader = Cache.from_url(private_redis.url, namespace=NS, l1=False)
+    writer = Cache.from_url(private_redis.url, namespace=NS, l1=False, secret_key="test-secret")
+    reader = Cache.from_url(private_redis.url, namespace=NS, l1=False, secret_key="test-secret")
     await fill(writer)
     # A fresh reader does not know the entries' tags yet: its first read of a tagged entry
     # also fetches the tags' versions (another single read, batched the same way).
@@ -141,7 +141,7 @@ async def test_concurrent_reads_share_round_trips(
 
 
 async def test_a_lone_read_is_one_get(private_redis: RedisServer) -> None:
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False)
+    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, secret_key="test-secret")
     await cache.aset("plain", 1, ttl=60)
     await cache.aset("tagged", 2, ttl=60, tags=["g"])  # the cache now knows its tag
 
@@ -161,7 +161,7 @@ async def test_a_lone_read_is_one_get(private_redis: RedisServer) -> None:
 async def test_batches_are_bounded(
     private_redis: RedisServer, round_trips: RoundTrips, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False)
+    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, secret_key="test-secret")
     await fill(cache)
     monkeypatch.setattr(layer_of(cache).batcher, "max_keys", 8)
     round_trips.ops.clear()
@@ -174,7 +174,7 @@ async def test_batches_are_bounded(
 async def test_kill_switch_sends_each_read_alone(
     private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False)
+    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, secret_key="test-secret")
     await fill(cache)
     keys = UNTAGGED + ONE_TAG[:10] + ABSENT[:5]  # fewer than the pool's 64 connections
     await read_all(cache, keys)  # learn the tags
@@ -187,8 +187,8 @@ async def test_kill_switch_sends_each_read_alone(
 
 
 async def test_concurrent_reads_on_a_cluster(cluster_url: str, round_trips: RoundTrips) -> None:
-    writer = Cache.from_url(cluster_url, namespace=NS, l1=False)
-    reader = Cache.from_url(cluster_url, namespace=NS, l1=False)
+    writer = Cache.from_url(cluster_url, namespace=NS, l1=False, secret_key="test-secret")
+    reader = Cache.from_url(cluster_url, namespace=NS, l1=False, secret_key="test-secret")
     await fill(writer)
     await read_all(reader, shuffled_twice(4))
     round_trips.ops.clear()
@@ -226,8 +226,12 @@ class Race:
 async def test_no_read_returns_a_value_invalidated_before_it_started(
     redis_url: str, invalidator: str
 ) -> None:
-    reader = Cache.from_url(redis_url, namespace=NS, l1=False)
-    writer = reader if invalidator == "same cache" else Cache.from_url(redis_url, namespace=NS)
+    reader = Cache.from_url(redis_url, namespace=NS, l1=False, secret_key="test-secret")
+    writer = (
+        reader
+        if invalidator == "same cache"
+        else Cache.from_url(redis_url, namespace=NS, secret_key="test-secret")
+    )
     keys = [f"k{i}" for i in range(12)]
     for round_ in range(15):
         for key in keys:
@@ -258,7 +262,9 @@ async def start_reads(cache: Cache, keys: list[str]) -> list[asyncio.Task[Any]]:
 
 
 async def test_a_caller_cancelled_while_queued(private_redis: RedisServer) -> None:
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, socket_timeout=2.0)
+    cache = Cache.from_url(
+        private_redis.url, namespace=NS, l1=False, socket_timeout=2.0, secret_key="test-secret"
+    )
     await fill(cache)
     keys = UNTAGGED[:10]
     private_redis.freeze()
@@ -293,7 +299,9 @@ async def batch_in_flight(cache: Cache, keys: list[str]) -> list[asyncio.Task[An
 
 
 async def test_a_caller_cancelled_while_its_batch_is_in_flight(private_redis: RedisServer) -> None:
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, socket_timeout=2.0)
+    cache = Cache.from_url(
+        private_redis.url, namespace=NS, l1=False, socket_timeout=2.0, secret_key="test-secret"
+    )
     await fill(cache)
     keys = UNTAGGED[:10]
     private_redis.freeze()
@@ -313,7 +321,9 @@ async def test_a_caller_cancelled_while_its_batch_is_in_flight(private_redis: Re
 
 
 async def test_a_cancelled_batch_releases_its_callers(private_redis: RedisServer) -> None:
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, socket_timeout=2.0)
+    cache = Cache.from_url(
+        private_redis.url, namespace=NS, l1=False, socket_timeout=2.0, secret_key="test-secret"
+    )
     await fill(cache)
     keys = UNTAGGED[:10]
     private_redis.freeze()
@@ -343,7 +353,9 @@ async def test_cancelling_every_task_at_once_leaves_nothing_pending(
     private_redis: RedisServer,
 ) -> None:
     """What asyncio.run does when its main coroutine returns: no batch may outlive it."""
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, socket_timeout=2.0)
+    cache = Cache.from_url(
+        private_redis.url, namespace=NS, l1=False, socket_timeout=2.0, secret_key="test-secret"
+    )
     await fill(cache)
     problems: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _, context: problems.append(context))
@@ -383,7 +395,9 @@ async def timed_reads(cache: Cache, keys: list[str]) -> tuple[list[Any], list[fl
 
 
 async def test_frozen_redis_with_reads_queued(private_redis: RedisServer) -> None:
-    cache = Cache.from_url(private_redis.url, namespace=NS, l1=False, socket_timeout=TIMEOUT)
+    cache = Cache.from_url(
+        private_redis.url, namespace=NS, l1=False, socket_timeout=TIMEOUT, secret_key="test-secret"
+    )
     await fill(cache)
     layer = layer_of(cache)
     private_redis.freeze()
@@ -406,7 +420,12 @@ async def test_frozen_redis_with_reads_queued(private_redis: RedisServer) -> Non
 
 async def test_killed_redis_with_reads_queued(private_redis: RedisServer) -> None:
     cache = Cache.from_url(
-        private_redis.url, namespace=NS, l1=False, socket_timeout=TIMEOUT, breaker_threshold=3
+        private_redis.url,
+        namespace=NS,
+        l1=False,
+        socket_timeout=TIMEOUT,
+        breaker_threshold=3,
+        secret_key="test-secret",
     )
     await fill(cache)
     layer = layer_of(cache)
@@ -434,7 +453,12 @@ async def test_killed_redis_with_reads_queued(private_redis: RedisServer) -> Non
 
 async def test_raise_on_error_reaches_every_queued_caller(private_redis: RedisServer) -> None:
     cache = Cache.from_url(
-        private_redis.url, namespace=NS, l1=False, socket_timeout=TIMEOUT, raise_on_error=True
+        private_redis.url,
+        namespace=NS,
+        l1=False,
+        socket_timeout=TIMEOUT,
+        raise_on_error=True,
+        secret_key="test-secret",
     )
     await fill(cache)
     private_redis.freeze()

@@ -188,6 +188,7 @@ async def make_cache() -> AsyncIterator[MakeCache]:
             "socket_timeout": TIMEOUT,
             "breaker_cooldown": COOLDOWN,
             "breaker_threshold": 3,
+            "secret_key": "test-secret",
         }
         opts.update(options)
         if explicit_layers:
@@ -749,7 +750,9 @@ async def test_slow_redis_trips_the_breaker(
 async def test_a_burst_beyond_max_connections_waits_for_a_connection(redis_url: str) -> None:
     """Writes are not batched: 200 at once on 8 connections queue for one (redis-py's default
     pool would raise at the 9th, counted as an outage, opening the breaker)."""
-    cache = Cache.from_url(redis_url, l1=False, max_connections=8, socket_timeout=2.0)
+    cache = Cache.from_url(
+        redis_url, l1=False, max_connections=8, socket_timeout=2.0, secret_key="test-secret"
+    )
     try:
         await asyncio.gather(*(cache.aset(f"k{i}", i, ttl=60) for i in range(200)))
         values = await asyncio.gather(*(cache.aget_or_set(f"k{i}", lambda: -1) for i in range(200)))
@@ -762,7 +765,9 @@ async def test_a_burst_beyond_max_connections_waits_for_a_connection(redis_url: 
 
 
 def test_threads_beyond_max_connections_wait_for_a_connection(redis_url: str) -> None:
-    cache = Cache.from_url(redis_url, l1=False, max_connections=2, socket_timeout=2.0)
+    cache = Cache.from_url(
+        redis_url, l1=False, max_connections=2, socket_timeout=2.0, secret_key="test-secret"
+    )
     start = threading.Barrier(16)
 
     def work(i: int) -> None:

@@ -18,7 +18,7 @@ def cache(request: pytest.FixtureRequest) -> Cache:
     if request.param == "memory":
         return Cache(namespace="stampede")
     url = request.getfixturevalue("redis_url")
-    return Cache.from_url(url, namespace="stampede")
+    return Cache.from_url(url, namespace="stampede", secret_key="test-secret")
 
 
 def test_32_threads_on_a_cold_key_call_the_loader_once(cache: Cache) -> None:
@@ -113,7 +113,7 @@ def test_four_processes_sharing_redis_call_the_loader_once(redis_url: str) -> No
 def test_tag_invalidated_in_one_process_misses_in_another_processes_l1_within_100ms(
     redis_url: str,
 ) -> None:
-    cache = Cache.from_url(redis_url, namespace="xproc")
+    cache = Cache.from_url(redis_url, namespace="xproc", secret_key="test-secret")
     cache.set("page", "v1", ttl=60, tags=["product:1"])
     ctx = multiprocessing.get_context("spawn")
     ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
@@ -132,7 +132,9 @@ def test_tag_invalidated_in_one_process_misses_in_another_processes_l1_within_10
 
 
 def test_a_redis_lock_held_by_a_dead_owner_delays_but_never_deadlocks(redis_url: str) -> None:
-    cache = Cache.from_url(redis_url, namespace="locks", lock_wait=0.3, lock_ttl=30)
+    cache = Cache.from_url(
+        redis_url, namespace="locks", lock_wait=0.3, lock_ttl=30, secret_key="test-secret"
+    )
     # A crashed process left its lock behind (its token is not ours).
     import redis
 
@@ -152,7 +154,7 @@ def test_a_redis_lock_held_by_a_dead_owner_delays_but_never_deadlocks(redis_url:
 def test_the_lock_is_released_by_its_owner_after_loading(redis_url: str) -> None:
     import redis
 
-    cache = Cache.from_url(redis_url, namespace="locks2")
+    cache = Cache.from_url(redis_url, namespace="locks2", secret_key="test-secret")
     client = redis.Redis.from_url(redis_url)
     seen: list[bytes | None] = []
 

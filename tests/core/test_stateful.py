@@ -83,6 +83,7 @@ def build_cache(config: str, url: str | None, namespace: str, clock: Any) -> Cac
     if config == "memory":
         return Cache([MemoryLayer(maxsize=1000)], **options)
     assert url is not None
+    options["secret_key"] = "test-secret"
     if config == "l1_l2":
         return Cache.from_url(url, l1=True, l1_ttl=None, **options)
     return Cache.from_url(url, l1=False, **options)

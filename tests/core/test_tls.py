@@ -165,9 +165,13 @@ def test_sync_roundtrip(
     tls: RedisServer, pki: PKI, admin: Callable[[RedisServer], redis.Redis], config: str
 ) -> None:
     if config == "keywords":  # Cache.from_url -> RedisLayer -> redis-py's from_url
-        cache = Cache.from_url(tls.tls_url, namespace=NS, l1=False, **pki.client())
+        cache = Cache.from_url(
+            tls.tls_url, namespace=NS, l1=False, secret_key="test-secret", **pki.client()
+        )
     else:  # redis-py parses unknown query arguments as connection keywords
-        cache = Cache.from_url(_query_url(tls, pki), namespace=NS, l1=False)
+        cache = Cache.from_url(
+            _query_url(tls, pki), namespace=NS, l1=False, secret_key="test-secret"
+        )
     with cache:
         cache.set("a", {"n": 1}, ttl=60, tags=["t"])
         cache.set("b", "two", ttl=60)
@@ -187,7 +191,9 @@ def test_sync_roundtrip(
 
 
 async def test_async_roundtrip(tls: RedisServer, pki: PKI) -> None:
-    async with Cache.from_url(tls.tls_url, namespace=NS, l1=False, **pki.client()) as cache:
+    async with Cache.from_url(
+        tls.tls_url, namespace=NS, l1=False, secret_key="test-secret", **pki.client()
+    ) as cache:
         await cache.aset("a", [1, 2], ttl=60, tags=["t"])
         assert await cache.aget("a") == [1, 2]
         await cache.ainvalidate_tags("t")
@@ -211,7 +217,14 @@ def test_lock_across_instances(
         return "value"
 
     caches = [
-        Cache.from_url(tls.tls_url, namespace=NS, l1=False, socket_timeout=TIMEOUT, **pki.client())
+        Cache.from_url(
+            tls.tls_url,
+            namespace=NS,
+            l1=False,
+            socket_timeout=TIMEOUT,
+            secret_key="test-secret",
+            **pki.client(),
+        )
         for _ in range(2)
     ]
     results: list[Any] = []
@@ -266,8 +279,8 @@ def test_l1_invalidation_between_instances(
     server: RedisServer = request.getfixturevalue("mtls" if mutual else "tls")
     options = {"namespace": NS, "socket_timeout": TIMEOUT, **pki.client(cert=mutual)}
     with (
-        Cache.from_url(server.tls_url, **options) as a,
-        Cache.from_url(server.tls_url, **options) as b,
+        Cache.from_url(server.tls_url, secret_key="test-secret", **options) as a,
+        Cache.from_url(server.tls_url, secret_key="test-secret", **options) as b,
     ):
         a.set("k", "v1", ttl=60, tags=["t"])
         a.set("plain", "old", ttl=60)
@@ -296,7 +309,9 @@ def test_l1_invalidation_between_instances(
 
 async def test_mutual_tls_with_client_cert(mtls: RedisServer, pki: PKI) -> None:
     options = pki.client(cert=True)
-    async with Cache.from_url(mtls.tls_url, namespace=NS, l1=False, **options) as cache:
+    async with Cache.from_url(
+        mtls.tls_url, namespace=NS, l1=False, secret_key="test-secret", **options
+    ) as cache:
         cache.set("a", 1, ttl=60, tags=["t"])
         assert await cache.aget("a") == 1
         await cache.aset("b", 2, ttl=60)
@@ -338,7 +353,9 @@ def test_mutual_tls_without_client_cert_fails_open(
     l1: bool,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="cachekit")
-    with Cache.from_url(mtls.tls_url, namespace=NS, l1=l1, **pki.client()) as good_ca_only:
+    with Cache.from_url(
+        mtls.tls_url, namespace=NS, l1=l1, secret_key="test-secret", **pki.client()
+    ) as good_ca_only:
         _assert_failed_open(good_ca_only, caplog)
         assert not good_ca_only.stats()["layers"]["redis"]["listening"]
     assert admin(mtls).dbsize() == 0
@@ -359,7 +376,9 @@ async def test_unverified_server_fails_open(
     client: str,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="cachekit")
-    with Cache.from_url(tls.tls_url, namespace=NS, l1=False, **pki.client()) as good:
+    with Cache.from_url(
+        tls.tls_url, namespace=NS, l1=False, secret_key="test-secret", **pki.client()
+    ) as good:
         good.set("secret", "only for verified clients", ttl=60)
     options: dict[str, Any] = {"ssl_ca_certs": str(pki.other_ca)}  # the only CA it trusts
     url = tls.tls_url
@@ -371,7 +390,7 @@ async def test_unverified_server_fails_open(
         url, options = f"redis://127.0.0.1:{tls.tls_port}/0", {}
     before = admin(tls).dbsize()
 
-    async with Cache.from_url(url, namespace=NS, **options) as cache:
+    async with Cache.from_url(url, namespace=NS, secret_key="test-secret", **options) as cache:
         _assert_failed_open(cache, caplog, stored_key="secret")
         assert await cache.aget("secret", "default") == "default"
         await cache.aset("awritten", 1, ttl=60)
@@ -403,19 +422,22 @@ def test_acl_user_in_url(
     caplog.set_level(logging.DEBUG)  # every logger, redis-py's included
     url = f"rediss://app:{PASSWORD}@127.0.0.1:{acl_server.tls_port}/0"
     options = {"socket_timeout": TIMEOUT, **pki.client()}
-    with Cache.from_url(url, namespace="ns", **options) as cache:
+    with Cache.from_url(url, namespace="ns", secret_key="test-secret", **options) as cache:
         cache.set("a", "x", ttl=60, tags=["t"])
         assert cache.get_or_set("b", lambda: "y", ttl=60, lock=True) == "y"
         cache.invalidate_tags("t")
         assert cache.get("a", "miss") == "miss"
         assert cache.get("b") == "y"
         wait_for(lambda: cache.stats()["layers"]["redis"]["listening"])  # &ns:* allows it
-        cache.clear()  # SCAN + UNLINK within ~ns:*
+        cache.clear()  # SCAN + UNLINK within ~ns:* (entries: tag versions only expire)
         assert redis_stats(cache)["errors"] == 0
-    assert admin(acl_server).dbsize() == 0
+    assert list(admin(acl_server).scan_iter(match="ns:e:*")) == []
+    assert admin(acl_server).dbsize() == 1  # the tag version of "t"
 
     # Authenticated as "app", not as the default user: other namespaces are refused.
-    with Cache.from_url(url, namespace="other", l1=False, **options) as outside:
+    with Cache.from_url(
+        url, namespace="other", l1=False, secret_key="test-secret", **options
+    ) as outside:
         outside.set("a", 1, ttl=60)
         assert outside.get("a", "default") == "default"
         assert redis_stats(outside)["errors"] >= 1
@@ -430,13 +452,18 @@ def test_password_never_logged(
     caplog.set_level(logging.DEBUG)
     wrong = "Wr0ng-pa55word"
     url = f"rediss://app:{wrong}@127.0.0.1:{acl_server.tls_port}/0"
-    with Cache.from_url(url, namespace="ns", **pki.client()) as cache:
+    with Cache.from_url(url, namespace="ns", secret_key="test-secret", **pki.client()) as cache:
         _assert_failed_open(cache, caplog)
     assert "WRONGPASS" in caplog.text or "invalid username-password" in caplog.text
 
     with (
         Cache.from_url(
-            url, namespace="ns", l1=False, raise_on_error=True, **pki.client()
+            url,
+            namespace="ns",
+            l1=False,
+            raise_on_error=True,
+            secret_key="test-secret",
+            **pki.client(),
         ) as strict,
         pytest.raises(CacheUnavailable) as raised,
     ):

@@ -85,7 +85,7 @@ def test_sentinel_url_parts_and_redaction() -> None:
 # -- Redis Cluster -----------------------------------------------------------------------------
 @pytest.fixture(params=[True, False], ids=["l1", "no-l1"])
 def ccache(request: pytest.FixtureRequest, cluster_url: str) -> Iterator[Cache]:
-    cache = Cache.from_url(cluster_url, namespace="cl", l1=request.param)
+    cache = Cache.from_url(cluster_url, namespace="cl", l1=request.param, secret_key="test-secret")
     yield cache
     cache.close()
 
@@ -145,8 +145,8 @@ def test_cluster_read_refuses_forged_tag_headers(ccache: Cache, cluster_url: str
 
 
 def test_cluster_invalidation_reaches_other_processes_l1(cluster_url: str) -> None:
-    reader = Cache.from_url(cluster_url, namespace="cl")
-    writer = Cache.from_url(cluster_url, namespace="cl")
+    reader = Cache.from_url(cluster_url, namespace="cl", secret_key="test-secret")
+    writer = Cache.from_url(cluster_url, namespace="cl", secret_key="test-secret")
     try:
         writer.set("user:1", "old", tags=["user"])
         assert reader.get("user:1") == "old"  # now in the reader's L1
@@ -164,7 +164,10 @@ def test_cluster_invalidation_reaches_other_processes_l1(cluster_url: str) -> No
 
 
 def test_cluster_lock_admits_one_loader_across_instances(cluster_url: str) -> None:
-    caches = [Cache.from_url(cluster_url, namespace="cl", l1=False) for _ in range(4)]
+    caches = [
+        Cache.from_url(cluster_url, namespace="cl", l1=False, secret_key="test-secret")
+        for _ in range(4)
+    ]
     calls = []
     start = threading.Barrier(16)
 
@@ -193,8 +196,8 @@ def test_cluster_lock_admits_one_loader_across_instances(cluster_url: str) -> No
 def test_cluster_clear_touches_only_its_namespace_on_every_node(
     cluster_url: str, redis_cluster: RedisClusterNodes
 ) -> None:
-    ours = Cache.from_url(cluster_url, namespace="cl")
-    theirs = Cache.from_url(cluster_url, namespace="other")
+    ours = Cache.from_url(cluster_url, namespace="cl", secret_key="test-secret")
+    theirs = Cache.from_url(cluster_url, namespace="other", secret_key="test-secret")
     try:
         for i in range(50):
             ours.set(f"k{i}", i, tags=["t"])
@@ -210,7 +213,7 @@ def test_cluster_clear_touches_only_its_namespace_on_every_node(
 
 
 async def test_cluster_async_operations(cluster_url: str) -> None:
-    cache = Cache.from_url(cluster_url, namespace="cl")
+    cache = Cache.from_url(cluster_url, namespace="cl", secret_key="test-secret")
     try:
         await cache.aset_many({f"a{i}": i for i in range(10)}, tags=["batch"])
         assert await cache.aget_many([f"a{i}" for i in range(10)]) == {
@@ -238,7 +241,7 @@ async def test_cluster_async_operations(cluster_url: str) -> None:
 
 
 def test_cluster_write_behind_delivers_everything(cluster_url: str) -> None:
-    cache = Cache.from_url(cluster_url, namespace="cl")
+    cache = Cache.from_url(cluster_url, namespace="cl", secret_key="test-secret")
     got: list[tuple[str, Any]] = []
     wb = cache.write_behind("views", flush=got.extend, interval=0.05)
     stop = threading.Event()
@@ -260,7 +263,9 @@ def test_cluster_node_loss_fails_open_and_recovers(caplog: pytest.LogCaptureFixt
     with ExitStack() as stack:
         cluster = RedisClusterNodes().start()
         stack.callback(cluster.close)
-        cache = Cache.from_url(cluster.url, namespace="cl", socket_timeout=0.2, l1=False)
+        cache = Cache.from_url(
+            cluster.url, namespace="cl", socket_timeout=0.2, l1=False, secret_key="test-secret"
+        )
         stack.callback(cache.close)
         keys = [f"k{i}" for i in range(30)]
         for key in keys:
@@ -280,8 +285,12 @@ def test_cluster_node_loss_fails_open_and_recovers(caplog: pytest.LogCaptureFixt
 
 # -- Sentinel ----------------------------------------------------------------------------------
 def test_sentinel_serves_and_survives_a_failover(redis_sentinel: RedisSentinelSet) -> None:
-    cache = Cache.from_url(redis_sentinel.url, namespace="sn", socket_timeout=0.2)
-    peer = Cache.from_url(redis_sentinel.url, namespace="sn", socket_timeout=0.2)
+    cache = Cache.from_url(
+        redis_sentinel.url, namespace="sn", socket_timeout=0.2, secret_key="test-secret"
+    )
+    peer = Cache.from_url(
+        redis_sentinel.url, namespace="sn", socket_timeout=0.2, secret_key="test-secret"
+    )
     try:
         cache.set("a", 1, tags=["t"])
         assert peer.get("a") == 1
@@ -311,7 +320,7 @@ def test_sentinel_serves_and_survives_a_failover(redis_sentinel: RedisSentinelSe
 
 
 async def test_sentinel_async(redis_sentinel: RedisSentinelSet) -> None:
-    cache = Cache.from_url(redis_sentinel.url, namespace="sn")
+    cache = Cache.from_url(redis_sentinel.url, namespace="sn", secret_key="test-secret")
     try:
         await cache.aset("x", {"y": 1}, tags=["t"])
         assert await cache.aget("x") == {"y": 1}
@@ -343,6 +352,17 @@ def test_misspelt_options_fail_at_start_up(options: dict[str, Any], hint: str) -
 
 
 def test_topology_specific_options_are_accepted() -> None:
-    Cache.from_url("redis+cluster://127.0.0.1:1", read_from_replicas=True).close()
-    Cache.from_url("redis+sentinel://127.0.0.1:1/m", sentinel_kwargs={"password": "x"}).close()
-    Cache.from_url("rediss://127.0.0.1:1/0", ssl_ca_certs="ca.pem", health_check_interval=5).close()
+    Cache.from_url(
+        "redis+cluster://127.0.0.1:1", read_from_replicas=True, secret_key="test-secret"
+    ).close()
+    Cache.from_url(
+        "redis+sentinel://127.0.0.1:1/m",
+        sentinel_kwargs={"password": "x"},
+        secret_key="test-secret",
+    ).close()
+    Cache.from_url(
+        "rediss://127.0.0.1:1/0",
+        ssl_ca_certs="ca.pem",
+        health_check_interval=5,
+        secret_key="test-secret",
+    ).close()

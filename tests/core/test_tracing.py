@@ -113,7 +113,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 3.0) -> None:
 def test_loader_span_nests_under_the_callers_span(
     redis_url: str, spans: InMemorySpanExporter, tracer: trace.Tracer
 ) -> None:
-    cache = Cache.from_url(redis_url, namespace="trace")
+    cache = Cache.from_url(redis_url, namespace="trace", secret_key="test-secret")
     # The invalidation listener empties L1 once subscribed: let that happen before the calls.
     cache.set("warm", 1)
     wait_for(lambda: cache.stats()["layers"]["redis"]["listening"])
@@ -149,7 +149,7 @@ def test_loader_span_nests_under_the_callers_span(
 async def test_async_loader_spans_follow_each_tasks_context(
     redis_url: str, spans: InMemorySpanExporter, tracer: trace.Tracer
 ) -> None:
-    cache = Cache.from_url(redis_url, namespace="trace")
+    cache = Cache.from_url(redis_url, namespace="trace", secret_key="test-secret")
     parents: dict[str, int] = {}
 
     async def handle(key: str) -> int:
@@ -174,7 +174,7 @@ async def test_async_loader_spans_follow_each_tasks_context(
 
 
 def test_loader_error_is_recorded_and_reraised(redis_url: str, spans: InMemorySpanExporter) -> None:
-    cache = Cache.from_url(redis_url, namespace="trace")
+    cache = Cache.from_url(redis_url, namespace="trace", secret_key="test-secret")
 
     def loader() -> int:
         raise ValueError("boom")
@@ -197,7 +197,9 @@ def test_sync_background_refresh_starts_a_new_trace(
     redis_url: str, spans: InMemorySpanExporter, tracer: trace.Tracer
 ) -> None:
     now = [time.time()]
-    cache = Cache.from_url(redis_url, namespace="trace", clock=lambda: now[0])
+    cache = Cache.from_url(
+        redis_url, namespace="trace", clock=lambda: now[0], secret_key="test-secret"
+    )
     cache.set("k", 1, ttl=10, stale_ttl=60)
     now[0] += 11
     with tracer.start_as_current_span("request") as request:
@@ -214,7 +216,9 @@ async def test_async_background_refresh_stays_in_the_callers_trace(
     redis_url: str, spans: InMemorySpanExporter, tracer: trace.Tracer
 ) -> None:
     now = [time.time()]
-    cache = Cache.from_url(redis_url, namespace="trace", clock=lambda: now[0])
+    cache = Cache.from_url(
+        redis_url, namespace="trace", clock=lambda: now[0], secret_key="test-secret"
+    )
     await cache.aset("k", 1, ttl=10, stale_ttl=60)
     now[0] += 11
     with tracer.start_as_current_span("request") as request:
@@ -232,7 +236,7 @@ async def test_async_background_refresh_stays_in_the_callers_trace(
 def test_redis_spans_for_a_miss_a_set_and_a_hit(
     redis_server: RedisServer, redis_url: str, spans: InMemorySpanExporter
 ) -> None:
-    cache = Cache.from_url(redis_url, namespace="trace", l1=False)
+    cache = Cache.from_url(redis_url, namespace="trace", l1=False, secret_key="test-secret")
     assert cache.get("k") is None
     assert cache.set("k", {"v": 1}, ttl=60)
     assert cache.get("k") == {"v": 1}
@@ -259,7 +263,7 @@ def test_redis_spans_for_a_miss_a_set_and_a_hit(
 
 
 def test_every_operation_is_labelled(redis_url: str, spans: InMemorySpanExporter) -> None:
-    cache = Cache.from_url(redis_url, namespace="trace")
+    cache = Cache.from_url(redis_url, namespace="trace", secret_key="test-secret")
     cache.set_many({"a": 1, "b": 2}, ttl=60, tags=["t"])
     cache.get_many(["a", "b", "c"])
     cache.add("c", 3)
@@ -281,7 +285,12 @@ def test_dead_redis_shows_an_error_span_and_fails_open(
 ) -> None:
     caplog.set_level("CRITICAL", logger="cachekit")  # the outage warning is expected
     cache = Cache.from_url(
-        private_redis.url, namespace="trace", l1=False, socket_timeout=0.2, breaker_threshold=10
+        private_redis.url,
+        namespace="trace",
+        l1=False,
+        socket_timeout=0.2,
+        breaker_threshold=10,
+        secret_key="test-secret",
     )
     cache.set("k", 1)
     private_redis.stop()
@@ -308,7 +317,9 @@ def test_no_key_value_or_tag_text_in_any_span(
     caplog.set_level("CRITICAL", logger="cachekit")
     secret = "alice@example.com"
     key, tag, value = f"user:{secret}", f"tag:{secret}", {"email": secret}
-    cache = Cache.from_url(private_redis.url, namespace="trace", breaker_threshold=10)
+    cache = Cache.from_url(
+        private_redis.url, namespace="trace", breaker_threshold=10, secret_key="test-secret"
+    )
     cache.set(key, value, ttl=60, tags=[tag])
     cache.get(key)
     cache.get_many([key, f"{key}:2"])
@@ -337,7 +348,7 @@ def test_spans_none_turns_tracing_off(
     redis_url: str, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tracing, "SPANS", None)
-    cache = Cache.from_url(redis_url, namespace="trace")
+    cache = Cache.from_url(redis_url, namespace="trace", secret_key="test-secret")
     assert cache.get_or_set("k", lambda: 1) == 1
     with pytest.raises(ZeroDivisionError):
         cache.get_or_set("boom", lambda: 1 / 0)
@@ -368,7 +379,7 @@ def test_without_opentelemetry_api(redis_url: str) -> None:
         sys.modules["opentelemetry"] = None  # as if the package were not installed
         from cachekit_core import Cache, tracing
         assert tracing.SPANS is None
-        cache = Cache.from_url(os.environ["REDIS_URL"], namespace="plain")
+        cache = Cache.from_url(os.environ["REDIS_URL"], namespace="plain", secret_key="test-secret")
         assert cache.get_or_set("k", lambda: 1) == 1
         assert cache.get("k") == 1
         try:
@@ -389,7 +400,9 @@ def test_api_without_sdk_then_sdk_configured_late(redis_url: str) -> None:
         from opentelemetry import trace
         from cachekit_core import Cache, tracing
 
-        cache = Cache.from_url(os.environ["REDIS_URL"], namespace="late", l1=False)
+        cache = Cache.from_url(
+            os.environ["REDIS_URL"], namespace="late", l1=False, secret_key="test-secret"
+        )
         seen = []
         def loader():
             seen.append(trace.get_current_span().is_recording())

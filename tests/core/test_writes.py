@@ -47,7 +47,7 @@ def worker_thread(wb: WriteBehind) -> Iterator[threading.Event]:
 
 @pytest.fixture
 def rcache(redis_url: str) -> Iterator[Cache]:
-    cache = Cache.from_url(redis_url, namespace="wt")
+    cache = Cache.from_url(redis_url, namespace="wt", secret_key="test-secret")
     yield cache
     cache.close()
 
@@ -63,7 +63,9 @@ def test_write_through_writes_the_store_then_caches(rcache: Cache, redis_url: st
 
     assert rcache.write_through("user:1", {"name": "Ada"}, writer, ttl=60) == "row-1"
     assert store == {"user:1": {"name": "Ada"}}
-    with Cache.from_url(redis_url, namespace="wt") as other:  # it reached Redis too
+    with Cache.from_url(
+        redis_url, namespace="wt", secret_key="test-secret"
+    ) as other:  # it reached Redis too
         assert other.get("user:1") == {"name": "Ada"}
 
 
@@ -72,7 +74,9 @@ def test_writer_error_leaves_no_copy(layers: str, request: pytest.FixtureRequest
     if layers == "memory":
         cache = Cache(namespace="wt")
     else:
-        cache = Cache.from_url(request.getfixturevalue("redis_url"), namespace="wt")
+        cache = Cache.from_url(
+            request.getfixturevalue("redis_url"), namespace="wt", secret_key="test-secret"
+        )
     with cache:
         cache.set("user:1", "old")
 
@@ -331,3 +335,19 @@ def test_no_write_is_lost_when_workers_are_killed_mid_flush(redis_url: str, tmp_
     )
     db.close()
     cache.close()
+
+
+def test_writes_queued_before_a_key_rotation_are_still_flushed(redis_url: str) -> None:
+    old = Cache.from_url(redis_url, namespace="wbrot", secret_key="old-secret")
+    old.write_behind("views", flush=lambda items: None).submit("page:1", {"views": 3})
+    old.close()
+    flushed: list[Any] = []
+    new = Cache.from_url(
+        redis_url, namespace="wbrot", secret_key="new-secret", secret_key_fallbacks=["old-secret"]
+    )
+    wb = new.write_behind("views", flush=flushed.extend, interval=0.05, min_idle=0)
+    with worker_thread(wb):
+        wait_until(lambda: bool(flushed))
+    assert flushed == [("page:1", {"views": 3})]
+    assert wb.rejected == 0
+    new.close()

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient, Client
 
-from cachekit_django import conf, invalidate_tags
+from cachekit_django import cache_view, conf, invalidate_tags
 from cachekit_django.middleware import get_http_cache
 
 from .shopapp.testing import renders, stored, url, use_cachekit, x_cache
@@ -154,3 +154,29 @@ def test_bare_cache_view_decorator(client: Client) -> None:
         return HttpResponse("x")
 
     assert view.__name__ == "view"
+
+
+def test_query_params_allow_list_caps_the_variants_of_a_path(client: Client) -> None:
+    """Issue 11 (9): parameters outside ``cache_view(query_params=...)`` are ignored for
+    caching, so junk query strings share one page instead of making one entry each."""
+    first = client.get("/listing/?q=shoes&utm_source=mail")
+    junk = [client.get(f"/listing/?utm_x={i}&q=shoes&r={i * 7}") for i in range(20)]
+    assert x_cache(first) == "MISS" and {x_cache(r) for r in junk} == {"HIT"}
+    assert {renders(r) for r in junk} == {renders(first)}
+    other = client.get("/listing/?q=shoes&page=2&fbclid=x")
+    assert x_cache(other) == "MISS" and x_cache(client.get("/listing/?page=2&q=shoes")) == "HIT"
+    local = get_http_cache().cache.local
+    assert local is not None and len(local) == 2
+    # An unsafe request through the view drops the page of its listed parameters (R4).
+    assert client.post("/listing/?q=shoes&utm_source=mail").status_code == 200
+    assert x_cache(client.get("/listing/?q=shoes")) == "MISS"
+    with pytest.raises(TypeError, match="list of parameter names"):
+        cache_view(query_params="q")
+
+
+async def test_query_params_allow_list_in_async_views() -> None:
+    client = AsyncClient()
+    first = await client.get("/listing/?q=boots&junk=1")
+    second = await client.get("/listing/?junk=2&q=boots")
+    assert (x_cache(first), x_cache(second)) == ("MISS", "HIT")
+    assert renders(second) == renders(first)

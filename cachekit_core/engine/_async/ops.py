@@ -19,7 +19,16 @@ from ...entry import Entry
 from ...exceptions import CacheUnavailable
 from ...layers.base import BAD_VERSION
 from ...policy import Policy
-from ...results import HIT, READ_MISS, READ_UNAVAILABLE, UNAVAILABLE, UNTAGGED, Read, TagSnapshot
+from ...results import (
+    HIT,
+    READ_MISS,
+    READ_UNAVAILABLE,
+    UNAVAILABLE,
+    UNTAGGED,
+    Read,
+    TagSnapshot,
+    now_us,
+)
 from .._core import EngineCore, incremented, log
 
 
@@ -57,18 +66,35 @@ class AsyncEngineOps(EngineCore):
         tags: Iterable[str] = (),
         stale_ttl: float = 0.0,
     ) -> bool:
-        snapshot = await self.asnapshot(tags)
+        # since=0: a set is unconditional (a value given now, not computed from an old read).
+        snapshot = await self._atake_snapshot(self._tag_keys(tags), 0, check=False)
         stored, _ = await self._astore(mapping, ttl, stale_ttl, snapshot)
         return stored
 
-    async def asnapshot(self, tags: Iterable[str]) -> TagSnapshot:
+    async def asnapshot(self, tags: Iterable[str], *, since: int | None = None) -> TagSnapshot:
         """The current versions of ``tags``, to take *before* computing what ``awrite`` will
-        store with them: an invalidation in between then leaves the value stale at once."""
-        tag_keys = self._tag_keys(tags)
+        store with them: an invalidation in between then leaves the value stale at once, and
+        a ``delete`` of its key in between refuses it.
+
+        ``since``: when the computation really started (``results.now_us()``), if earlier than
+        now, e.g. a request's start, before its dependencies read the database: a tag already
+        invalidated after it makes the snapshot ``stale``, and nothing is stored with it."""
+        if since is None:
+            return await self._atake_snapshot(self._tag_keys(tags), now_us(), check=False)
+        return await self._atake_snapshot(self._tag_keys(tags), since, check=True)
+
+    async def _atake_snapshot(
+        self, tag_keys: tuple[str, ...], since: int, *, check: bool
+    ) -> TagSnapshot:
         if not tag_keys:
-            return UNTAGGED
+            return TagSnapshot(since=since) if since else UNTAGGED
         gens = self._snapshot_gens(tag_keys)
-        return TagSnapshot(tag_keys, gens, await self._ashared_versions(tag_keys))
+        versions = await self._ashared_versions(tag_keys)
+        stale = check and (
+            self._bumped.changed_after(tag_keys, since)
+            or (versions is not None and any(v > since for v in versions))
+        )
+        return TagSnapshot(tag_keys, gens, versions, since, stale)
 
     async def awrite(
         self,
@@ -99,7 +125,11 @@ class AsyncEngineOps(EngineCore):
             delivered = await self.ainvalidate(expired)
         if not entries:
             return False, delivered
-        stored, shared = await self._awrite_entries(entries, snap.versions, snap.gens)
+        if snap.stale:  # computed from reads an invalidation has overtaken: never kept
+            return False, False
+        stored, shared, _ = await self._awrite_entries(
+            entries, snap.versions, snap.gens, snap.since
+        )
         return stored, shared and delivered
 
     async def aadd(
@@ -206,6 +236,11 @@ class AsyncEngineOps(EngineCore):
         return delivered
 
     async def _aremove(self, keys: list[str]) -> tuple[int, bool]:
+        # Before anything is removed: a value computed from an earlier read is then refused
+        # here (L1 fills check _deleted and _seq), and in Redis by the tombstone the delete
+        # leaves (see _awrite_entries).
+        self._deleted.note(keys, now_us())
+        self._seq += 1
         removed = 0
         local = self.local
         if local is not None:
@@ -226,6 +261,7 @@ class AsyncEngineOps(EngineCore):
 
     async def atouch(self, key: str, ttl: float | None = None) -> bool:
         """Give ``key`` a new TTL from now, keeping its value and tags. False if absent."""
+        since = now_us()  # a delete while we touch must not be undone by our write
         entry = (await self.aread(key)).entry
         if entry is None or self.clock() >= entry.fresh_until:
             return False
@@ -234,7 +270,7 @@ class AsyncEngineOps(EngineCore):
             return await self.adelete(key)
         versions = await self._ashared_versions(entry.tags)
         gens = self._snapshot_gens(entry.tags)
-        stored, _ = await self._awrite_entries({key: new}, versions, gens)
+        stored, _, _ = await self._awrite_entries({key: new}, versions, gens, since)
         return stored
 
     async def aincr(self, key: str, delta: int = 1) -> int:
@@ -252,6 +288,7 @@ class AsyncEngineOps(EngineCore):
         if held is None:
             raise CacheUnavailable(f"incr({key!r}): Redis could not be asked; not incremented")
         try:
+            since = now_us()  # a delete (a counter reset) while we add is never undone
             # Past L1: another process's increment may not have reached this process's copy
             # yet, and a counter read from it would lose that update.
             read = await self.aread(key, local=False)
@@ -263,7 +300,9 @@ class AsyncEngineOps(EngineCore):
             new = incremented(key, entry, delta)
             versions = await self._ashared_versions(entry.tags)
             gens = self._snapshot_gens(entry.tags)
-            _, stored = await self._awrite_entries({key: new}, versions, gens)
+            _, stored, refused = await self._awrite_entries({key: new}, versions, gens, since)
+            if refused:
+                raise ValueError(f"Key {key!r} not found (deleted while incrementing)")
             if not stored:
                 raise CacheUnavailable(f"incr({key!r}): the new value did not reach Redis")
             return int(new.value)
@@ -293,6 +332,7 @@ class AsyncEngineOps(EngineCore):
         tag_keys = self._tag_keys(_flatten(tags))
         if not tag_keys:
             return True
+        self._bumped.note(tag_keys, now_us())  # see asnapshot(since=...)
         self._bump_local(tag_keys)
         self.counters.invalidations += len(tag_keys)
         shared = self.shared
@@ -308,8 +348,10 @@ class AsyncEngineOps(EngineCore):
         return delivered
 
     async def aclear(self) -> bool:
-        """Remove every entry of this namespace (and only this namespace) from every layer.
-        True if Redis was reached (memory-only: always)."""
+        """Remove every cached entry of this namespace (and only this namespace) from every
+        layer: never records (``records``: sessions) or write-behind streams, which hold data
+        that exists nowhere else. True if Redis was reached (memory-only: always)."""
+        self._deleted.reset(now_us())  # what this process was computing is not kept in L1
         self._reset_local_tags()
         shared = self.shared
         if shared is None:
@@ -538,11 +580,11 @@ class AsyncEngineOps(EngineCore):
     async def _acompute(
         self, key: str, loader: Callable[[], Any], policy: Policy, stale: Entry | None
     ) -> Any:
-        tag_keys = self._tag_keys(policy.tags)
-        # Snapshot tag versions *before* loading: an invalidation that lands while the loader
-        # runs then leaves the new entry stale at once (no stale write-back race).
-        gens = self._snapshot_gens(tag_keys)
-        versions = await self._ashared_versions(tag_keys)
+        # Snapshot *before* loading: a tag invalidation that lands while the loader runs then
+        # leaves the new entry stale at once, and a delete of the key refuses it (no stale
+        # write-back race).
+        snap = await self._atake_snapshot(self._tag_keys(policy.tags), now_us(), check=False)
+        tag_keys = snap.tag_keys
         self.counters.loader_calls += 1
         started = time.perf_counter()
         try:
@@ -569,7 +611,7 @@ class AsyncEngineOps(EngineCore):
         else:
             entry = self._new_entry(value, policy.ttl, policy.stale_ttl, tag_keys, delta)
         if entry is not None:
-            await self._awrite_entries({key: entry}, versions, gens)
+            await self._awrite_entries({key: entry}, snap.versions, snap.gens, snap.since)
         return value
 
     async def _arefresh(self, key: str, loader: Callable[[], Any], policy: Policy) -> None:
@@ -620,32 +662,180 @@ class AsyncEngineOps(EngineCore):
         return versions
 
     async def _awrite_entries(
-        self, entries: dict[str, Entry], versions: list[int] | None, gens: tuple[int, ...]
-    ) -> tuple[bool, bool]:
+        self,
+        entries: dict[str, Entry],
+        versions: list[int] | None,
+        gens: tuple[int, ...],
+        since: int = 0,
+    ) -> tuple[bool, bool, bool]:
         """Write entries to every layer: (stored anywhere, stored in the shared layer or there
-        is none)."""
+        is none, refused). With ``since`` (a snapshot's, in microseconds) an entry whose key
+        was deleted after it is refused in every layer: by its tombstone in Redis (a script on
+        this write path only; reads stay one GET), by this process's own deletes in L1."""
         now = self.clock()
+        count = len(entries)
+        deleted = self._deleted
+        if since and deleted.changed_after(entries, since):
+            entries = {k: e for k, e in entries.items() if not deleted.changed_after((k,), since)}
         stored = shared_ok = False
         shared = self.shared
         if shared is None:
-            shared_ok = True
+            shared_ok = len(entries) == count
         elif versions is None:
             # Redis was unreachable for the tag versions: the old value it holds must be
             # deleted (and other processes told) once it is back.
             shared.remember({self.keyspace.entry(k): k for k in entries})
-        else:
+        elif entries:
             items = []
             for key, entry in entries.items():
                 ekey = self.keyspace.entry(key)
                 items.append((ekey, key, self._encode(ekey, entry, versions), entry.ttl_ms(now)))
-            stored = shared_ok = await shared.awrite(items, self._origin)
+            if since:
+                outcome = await shared.awrite_if(items, self._origin, since)
+                if outcome is not None:  # None: unavailable, kept in L1 as any failed write is
+                    pairs = zip(entries.items(), outcome, strict=True)
+                    entries = {k: e for (k, e), ok in pairs if ok}
+                    stored = shared_ok = len(entries) == count
+            else:
+                stored = shared_ok = await shared.awrite(items, self._origin)
             for key, entry in entries.items():
                 self._remember_tags(self.keyspace.entry(key), entry.tags)
-        if self.local is not None:
+        if self.local is not None and entries:
             for key, entry in entries.items():
                 self._fill_local(key, entry, now, gens)
             stored = True
-        return stored, shared_ok
+        return stored, shared_ok, len(entries) < count
+
+    # -- records: values kept for their owner (sessions), which the cache does not own -------
+    async def aread_record(self, key: str, *, local: bool = False) -> Read:
+        """The record under ``key`` (see ``records``): HIT (fresh), MISS, or UNAVAILABLE when
+        Redis could not be asked. Always read from Redis: no process keeps a record in L1
+        (``local`` is accepted for the entry API's sake; a memory-only cache keeps its records
+        in a store of their own)."""
+        store = self._record_store
+        if store is not None:
+            entry = store.get(key)
+            if entry is None:
+                return READ_MISS
+            if self.clock() >= entry.fresh_until:
+                store.delete(key)
+                return READ_MISS
+            return Read(HIT, entry)
+        shared = self.shared
+        assert shared is not None
+        rkey = self.keyspace.record(key)
+        row = await shared.aread_one(rkey, ())
+        if row is None:
+            return READ_UNAVAILABLE
+        entry = self._decode_record(rkey, row[0])
+        if entry is None or self.clock() >= entry.fresh_until:
+            return READ_MISS
+        return Read(HIT, entry)
+
+    async def awrite_records(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> bool:
+        """Store records (``ttl`` <= 0 deletes them). True if every one reached Redis
+        (memory-only: was stored). A failed write leaves the previous value in place: unlike
+        an entry's, it is not replayed as a delete (no process holds a copy to drop)."""
+        now = self.clock()
+        made = {key: self._record_entry(value, ttl, now) for key, value in mapping.items()}
+        done = True
+        expired = [key for key, entry in made.items() if entry is None]
+        if expired:
+            done = await self.ainvalidate_records(expired)
+        entries = {key: entry for key, entry in made.items() if entry is not None}
+        if not entries:
+            return done
+        store = self._record_store
+        if store is not None:
+            for key, entry in entries.items():
+                store.set(key, entry)
+            return done and all(store.get(key) is entry for key, entry in entries.items())
+        shared = self.shared
+        assert shared is not None
+        items = []
+        for key, entry in entries.items():
+            rkey = self.keyspace.record(key)
+            items.append((rkey, self._encode(rkey, entry, []), entry.ttl_ms(now)))
+        return await shared.astore_records(items) and done
+
+    async def ainsert_record(self, key: str, value: Any, ttl: float | None = None) -> bool | None:
+        """Store a record only if ``key`` holds none (SET NX): True stored, False taken, None
+        Redis could not be asked (not to be taken for "taken")."""
+        now = self.clock()
+        entry = self._record_entry(value, ttl, now)
+        if entry is None:
+            return False
+        store = self._record_store
+        if store is not None:
+            with self._add_lock:
+                current = store.get(key)
+                if current is not None and now < current.fresh_until:
+                    return False
+                store.set(key, entry)
+                return store.get(key) is entry
+        shared = self.shared
+        assert shared is not None
+        rkey = self.keyspace.record(key)
+        blob = self._encode(rkey, entry, [])
+        px = entry.ttl_ms(now)
+        stored = await shared.astore_record(rkey, blob, px, nx=True)
+        if stored is False:
+            # Taken, unless what is there is unreadable (forged, another secret or serializer):
+            # remove exactly that blob, then try once more.
+            row = await shared.aread_one(rkey, ())
+            if row is None:
+                return None
+            if row[0] is not None:
+                current = self._decode_record(rkey, row[0])
+                if current is not None and self.clock() < current.fresh_until:
+                    return False
+                if not await shared.adelete_if(rkey, row[0]):
+                    return False
+            stored = await shared.astore_record(rkey, blob, px, nx=True)
+        return stored
+
+    async def areplace_record(self, key: str, value: Any, ttl: float | None = None) -> bool | None:
+        """Store a record only if ``key`` holds one (SET XX): True replaced, False absent (a
+        deleted or rotated session is never brought back by a late save), None Redis could
+        not be asked. ``ttl`` <= 0 deletes it."""
+        now = self.clock()
+        entry = self._record_entry(value, ttl, now)
+        store = self._record_store
+        if store is not None:
+            with self._add_lock:
+                current = store.get(key)
+                if current is None or now >= current.fresh_until:
+                    return False
+                if entry is None:
+                    return store.delete(key)
+                store.set(key, entry)
+                return store.get(key) is entry
+        if entry is None:
+            return await self.ainvalidate_records([key])
+        shared = self.shared
+        assert shared is not None
+        rkey = self.keyspace.record(key)
+        blob = self._encode(rkey, entry, [])
+        return await shared.astore_record(rkey, blob, entry.ttl_ms(now), xx=True)
+
+    async def ainvalidate_records(self, keys: Iterable[str]) -> bool:
+        """Delete records. True if Redis was reached (memory-only: always); otherwise they
+        are deleted once it is back (never dropped for lack of room: see
+        ``layers/_pending.py``), and ``raise_on_error`` raises CacheUnavailable."""
+        keys = list(keys)
+        store = self._record_store
+        if store is not None:
+            for key in keys:
+                store.delete(key)
+            return True
+        shared = self.shared
+        assert shared is not None
+        if not keys:
+            return True
+        delivered = await shared.adelete_records([self.keyspace.record(k) for k in keys])
+        if not delivered:
+            self._invalidation_failed(keys)
+        return delivered
 
 
 def _xfetch_due(entry: Entry, now: float, beta: float) -> bool:

@@ -6,6 +6,7 @@ import secrets
 
 from ... import http
 from ...exceptions import SerializationError
+from ...results import now_us
 from .._base import (
     BYPASS,
     HIT,
@@ -24,23 +25,34 @@ from .._base import (
 class AsyncHttpCache(HttpCacheBase):
     async def alookup(self, request: Request, view: ViewOptions | None = None) -> Lookup:
         """Find a stored response for ``request`` (``view``: the decorated view's options, or
-        None in shared-cache mode). Render the view unless the state is HIT or STALE."""
-        return await self._afind(Lookup(request, view, MISS))
+        None in shared-cache mode). Render the view unless the state is HIT or STALE.
+
+        The lookup's time is the request's start for the race guards: a page rendered for it
+        is not stored if its URL is invalidated, or one of its tags, after this call (even
+        when the view's tags are bound later, after the app's dependencies ran)."""
+        return await self._afind(Lookup(request, view, MISS, since=now_us()))
 
     async def abind_view(self, lookup: Lookup, view: ViewOptions) -> Lookup:
         """Attach the options of the view that is about to render (known only after routing,
         e.g. tags computed from path parameters) and snapshot its tags before it renders.
-        A per-user view is looked up again under the user's key: check ``response``."""
-        if view.per_user and not (lookup.view is not None and lookup.view.per_user):
-            await self.arelease(lookup)  # the shared key's claim is not this view's any more
-            return await self._afind(Lookup(lookup.request, view, MISS))
+        A per-user view, or one whose ``query_params`` leave some of the request's out, is
+        looked up again under its own key: check ``response``."""
+        again = view.per_user and not (lookup.view is not None and lookup.view.per_user)
+        if not again and view.query_params is not None and lookup.state != BYPASS:
+            again = self._primary_key(lookup.request, view.per_user, view.query_params) != (
+                lookup.primary
+            )
+        if again:
+            await self.arelease(lookup)  # the first key's claim is not this view's any more
+            return await self._afind(Lookup(lookup.request, view, MISS, since=lookup.since))
         lookup.view = view
         if lookup.state != BYPASS:
             await self._asnapshot(lookup)
         return lookup
 
     async def _asnapshot(self, lookup: Lookup) -> None:
-        lookup.snapshot = await self.cache.asnapshot(lookup.view.tags if lookup.view else ())
+        tags = lookup.view.tags if lookup.view else ()
+        lookup.snapshot = await self.cache.asnapshot(tags, since=lookup.since or None)
 
     async def _afind(self, lookup: Lookup) -> Lookup:
         request, view = lookup.request, lookup.view
@@ -48,14 +60,16 @@ class AsyncHttpCache(HttpCacheBase):
             lookup.state = BYPASS
             return lookup
         per_user = view is not None and view.per_user
-        lookup.primary = self._primary_key(request, per_user)
+        params = view.query_params if view is not None else None
+        lookup.primary = self._primary_key(request, per_user, params)
         await self._asnapshot(lookup)
         cache = self.cache
         entry = (await cache.aread(lookup.primary)).entry
         marker = VaryMarker.from_wire(entry.value) if entry is not None else None
         if marker is not None:
             lookup.marker = marker
-            entry = (await cache.aread(self._variant_key(request, per_user, marker))).entry
+            variant = self._variant_key(request, per_user, marker, params)
+            entry = (await cache.aread(variant)).entry
         stored = StoredResponse.from_wire(entry.value) if entry is not None else None
         if stored is None or entry is None:
             if http.only_if_cached(request.headers):
@@ -102,14 +116,21 @@ class AsyncHttpCache(HttpCacheBase):
         if token is not None:
             await self.cache.arelease(lookup.primary, token)
 
-    async def ainvalidate_url(self, request: Request) -> None:
-        """Drop what is stored for this URL (R4: after an unsafe method succeeded)."""
+    async def ainvalidate_url(self, request: Request, view: ViewOptions | None = None) -> None:
+        """Drop what is stored for this URL (R4: after an unsafe method succeeded). ``view``:
+        the options of the view that handled it, if decorated: with ``query_params``, the
+        page of the URL's listed parameters is dropped too."""
         probe = Request(
             "GET", request.scheme, request.host, request.path, request.query, [], request.user
         )
         keys = [self._primary_key(probe, False)]
         if request.user is not None:  # the user's own per-user page of this URL too
             keys.append(self._primary_key(probe, True))
+        params = view.query_params if view is not None else None
+        if params is not None:
+            keys.append(self._primary_key(probe, False, params))
+            if request.user is not None:
+                keys.append(self._primary_key(probe, True, params))
         await self.cache.adelete_many(keys)
 
     async def _awrite(
@@ -117,6 +138,7 @@ class AsyncHttpCache(HttpCacheBase):
     ) -> None:
         cache, request, view = self.cache, lookup.request, lookup.view
         per_user = view is not None and view.per_user
+        params = view.query_params if view is not None else None
         vary = http.parse_vary(http.get_all(response.headers, "vary"))
         assert vary != "*"  # storable() refused it
         stored = self._stored(response, window)
@@ -128,7 +150,7 @@ class AsyncHttpCache(HttpCacheBase):
                 marker = VaryMarker(tuple(vary), secrets.token_hex(8))
             values = {
                 lookup.primary: marker.to_wire(),
-                self._variant_key(request, per_user, marker): stored.to_wire(),
+                self._variant_key(request, per_user, marker, params): stored.to_wire(),
             }
         else:
             values = {lookup.primary: stored.to_wire()}

@@ -16,7 +16,7 @@ import msgpack
 
 from ... import tracing
 from ...entry import tag_keys_of
-from ...keys import STREAM, KeySpace
+from ...keys import KeySpace
 from .._batch import ReadBatcher
 from .._clients import Clients
 from .._health import Health
@@ -25,9 +25,11 @@ from .._permits import Permits
 from .._shared import (
     BUMP_SCRIPT,
     DELETE_IF_SCRIPT,
+    DELETE_SCRIPT,
     READ_SCRIPT,
     REDIS_ERRORS,
     RELEASE_SCRIPT,
+    WRITE_IF_SCRIPT,
     AsyncOp,
     NoScriptError,
     sha_of,
@@ -61,6 +63,7 @@ class AsyncRedisIO:
     batcher: ReadBatcher
     cluster: bool
     tag_ttl: int
+    tombstone_ms: int  # how long a delete's tombstone is kept (set by bind)
     keys: KeySpace | None
 
     @property
@@ -71,7 +74,7 @@ class AsyncRedisIO:
     async def _arun(
         self,
         op: AsyncOp[T],
-        lost: Callable[[], None] | None = None,
+        lost: Callable[[], object] | None = None,
         operation: str = "",
         batch: int = 0,
     ) -> T | None:
@@ -134,6 +137,8 @@ class AsyncRedisIO:
                 await self._abump_on(client, sorted(pending.tags))
             if pending.keys:
                 await self._adelete_on(client, pending.keys)
+            if pending.records:
+                await self._adelete_records_on(client, sorted(pending.records))
         except BaseException:
             self.pending.merge(pending)  # still not delivered: the next attempt retries them
             raise
@@ -242,6 +247,60 @@ class AsyncRedisIO:
             await self._arun(op, lambda: self.pending.add(keys=lost), "PIPELINE", len(items) + 1)
         )
 
+    async def awrite_if(self, items: list[Item], origin: str, since: int) -> list[bool] | None:
+        """``awrite`` of values computed from reads made at ``since`` (microseconds): each is
+        stored unless its key was deleted after that (its tombstone is newer). Per item:
+        stored or refused; None when Redis could not be asked (then, as for ``awrite``, the
+        keys are deleted once it is back)."""
+
+        async def op(client: AsyncRedisClient) -> list[bool]:
+            ks = self.ks
+            calls = [
+                ([key, ks.tombstone(key)], [blob, "" if px is None else px, since])
+                for key, _, blob, px in items
+            ]
+            changed = [user_key for _, user_key, _, _ in items]
+            message = self._message("k", changed, origin)
+            replies = await self._aeval_pipelined(client, WRITE_IF_SCRIPT, calls, message)
+            return [bool(reply) for reply in replies]
+
+        lost = {key: user_key for key, user_key, _, _ in items}
+        return await self._arun(op, lambda: self.pending.add(keys=lost), "PIPELINE", len(items) + 1)
+
+    async def _aeval_pipelined(
+        self,
+        client: AsyncRedisClient,
+        script: str,
+        calls: list[tuple[list[str], list[Any]]],
+        message: bytes,
+    ) -> list[Any]:
+        """One EVALSHA of ``script`` per call in one pipeline, then ``message`` published; the
+        scripts' replies. On NOSCRIPT (a restarted server) the script is loaded and the calls
+        it refused are sent again (and the message with them: after the writes, as L1 needs).
+        """
+        sha = sha_of(script)
+
+        def pipeline(indices: list[int]) -> Any:
+            pipe = client.pipeline(transaction=False)
+            for i in indices:
+                keys, args = calls[i]
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            return pipe
+
+        replies = await self._aexecute_and_publish(
+            client, pipeline(list(range(len(calls)))), message, raise_on_error=False
+        )
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            await client.script_load(script)
+            again = await self._aexecute_and_publish(client, pipeline(missing), message)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
     async def aadd(
         self, key: str, blob: bytes, px: int | None, changed: str, origin: str
     ) -> bool | None:
@@ -279,7 +338,8 @@ class AsyncRedisIO:
         return bool(await self._arun(op, operation="EVALSHA"))
 
     async def adelete(self, keys: dict[str, str], origin: str) -> int | None:
-        """Delete redis keys (mapped to the user keys other processes drop from L1)."""
+        """Delete entries (redis keys mapped to the user keys other processes drop from L1),
+        each leaving a tombstone that refuses a value computed before the delete."""
 
         async def op(client: AsyncRedisClient) -> int:
             return await self._adelete_on(client, keys, origin)
@@ -289,26 +349,71 @@ class AsyncRedisIO:
     async def _adelete_on(
         self, client: AsyncRedisClient, keys: dict[str, str], origin: str = ""
     ) -> int:
-        pipe = client.pipeline(transaction=False)
-        for key in keys:  # one DEL per key: on a cluster the keys live in different slots
-            pipe.delete(key)
+        # One script per key (an entry and its tombstone share a slot; keys do not).
+        now_us = time.time_ns() // 1000  # the clock of tag versions and snapshots (results.py)
+        ks, keep = self.ks, self.tombstone_ms
+        calls = [([key, ks.tombstone(key)], [now_us, keep]) for key in keys]
         message = self._message("k", list(keys.values()), origin)
-        return sum(await self._aexecute_and_publish(client, pipe, message))
+        return sum(await self._aeval_pipelined(client, DELETE_SCRIPT, calls, message))
 
     async def _aexecute_and_publish(
-        self, client: AsyncRedisClient, pipe: Any, message: bytes
+        self, client: AsyncRedisClient, pipe: Any, message: bytes, *, raise_on_error: bool = True
     ) -> list[Any]:
-        """Run ``pipe``, then tell other processes; the replies of ``pipe``'s own commands.
+        """Run ``pipe``, then tell other processes; the replies of ``pipe``'s own commands
+        (errors among them as exceptions, with ``raise_on_error=False``).
 
         One round trip on a single server. redis-py refuses PUBLISH inside a cluster
         pipeline, so there it follows the writes: still after them, as L1 requires.
         """
         if self.cluster:
-            replies: list[Any] = await pipe.execute()
+            replies: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
             await client.publish(self.ks.channel, message)
             return replies
         pipe.publish(self.ks.channel, message)
-        return list((await pipe.execute())[:-1])
+        return list((await pipe.execute(raise_on_error=raise_on_error))[:-1])
+
+    # -- records: kept, never owned (see Engine.records) ---------------------------------------
+    async def astore_records(self, items: list[tuple[str, bytes, int | None]]) -> bool:
+        """SET each (record key, blob, ttl ms). Nothing is published (no process keeps a
+        record in L1) and nothing is queued if it fails: Redis then still holds the previous
+        value, which is what the caller, told False, expects."""
+
+        async def op(client: AsyncRedisClient) -> bool:
+            pipe = client.pipeline(transaction=False)
+            for key, blob, px in items:
+                pipe.set(key, blob, px=px)
+            await pipe.execute()
+            return True
+
+        return bool(await self._arun(op, operation="PIPELINE", batch=len(items)))
+
+    async def astore_record(
+        self, key: str, blob: bytes, px: int | None, *, nx: bool = False, xx: bool = False
+    ) -> bool | None:
+        """SET NX / SET XX of one record: True stored, False refused, None unavailable."""
+
+        async def op(client: AsyncRedisClient) -> bool:
+            return bool(await client.set(key, blob, px=px, nx=nx, xx=xx))
+
+        return await self._arun(op, operation="SET")
+
+    async def adelete_records(self, keys: list[str]) -> bool:
+        """Delete records; if Redis cannot be asked, once it is back (never more than these:
+        see ``_pending.py``). True if Redis was reached."""
+
+        async def op(client: AsyncRedisClient) -> bool:
+            await self._adelete_records_on(client, keys)
+            return True
+
+        return bool(
+            await self._arun(op, lambda: self.pending.add(records=keys), "PIPELINE", len(keys))
+        )
+
+    async def _adelete_records_on(self, client: AsyncRedisClient, keys: list[str]) -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:  # one DEL per key: on a cluster the keys live in different slots
+            pipe.delete(key)
+        await pipe.execute()
 
     # -- tags ----------------------------------------------------------------------------------
     async def atag_versions(self, tag_keys: list[str]) -> list[int] | None:
@@ -349,6 +454,8 @@ class AsyncRedisIO:
 
     # -- namespace -----------------------------------------------------------------------------
     async def aclear(self, origin: str) -> bool:
+        """Delete every entry of the namespace, and tell other processes to drop their L1."""
+
         async def op(client: AsyncRedisClient) -> bool:
             await self._aclear_on(client, origin)
             return True
@@ -357,13 +464,13 @@ class AsyncRedisIO:
         return bool(await self._arun(op, lambda: self.pending.add(clear=True), "SCAN"))
 
     async def _aclear_on(self, client: AsyncRedisClient, origin: str = "") -> None:
-        # SCAN + UNLINK of this namespace only: never FLUSHDB, never KEYS. Write-behind streams
-        # are kept: they hold writes not yet in the store, not cached copies.
-        streams = f"{self.ks.prefix}{STREAM}:".encode()
+        # SCAN + UNLINK of this namespace's *entries* only: never FLUSHDB, never KEYS, and never
+        # anything the cache does not own outright: records (sessions) and write-behind
+        # streams hold data that exists nowhere else. Tag versions, locks and tombstones stay
+        # too (they only ever expire): locks held by loaders keep guarding them, tombstones
+        # keep refusing values computed before a delete.
         batch: list[Any] = []
-        async for key in client.scan_iter(match=self.ks.scan_pattern(), count=1000):
-            if key.startswith(streams):
-                continue
+        async for key in client.scan_iter(match=self.ks.entry_pattern(), count=1000):
             batch.append(key)
             if len(batch) >= 500:
                 await client.unlink(*batch)

@@ -17,7 +17,7 @@ import msgpack
 
 from ... import tracing
 from ...entry import tag_keys_of
-from ...keys import STREAM, KeySpace
+from ...keys import KeySpace
 from .._batch import ReadBatcher
 from .._clients import Clients
 from .._health import Health
@@ -26,9 +26,11 @@ from .._permits import Permits
 from .._shared import (
     BUMP_SCRIPT,
     DELETE_IF_SCRIPT,
+    DELETE_SCRIPT,
     READ_SCRIPT,
     REDIS_ERRORS,
     RELEASE_SCRIPT,
+    WRITE_IF_SCRIPT,
     NoScriptError,
     SyncOp,
     sha_of,
@@ -62,6 +64,7 @@ class SyncRedisIO:
     batcher: ReadBatcher
     cluster: bool
     tag_ttl: int
+    tombstone_ms: int  # how long a delete's tombstone is kept (set by bind)
     keys: KeySpace | None
 
     @property
@@ -72,7 +75,7 @@ class SyncRedisIO:
     def _run(
         self,
         op: SyncOp[T],
-        lost: Callable[[], None] | None = None,
+        lost: Callable[[], object] | None = None,
         operation: str = "",
         batch: int = 0,
     ) -> T | None:
@@ -135,6 +138,8 @@ class SyncRedisIO:
                 self._bump_on(client, sorted(pending.tags))
             if pending.keys:
                 self._delete_on(client, pending.keys)
+            if pending.records:
+                self._delete_records_on(client, sorted(pending.records))
         except BaseException:
             self.pending.merge(pending)  # still not delivered: the next attempt retries them
             raise
@@ -241,6 +246,60 @@ class SyncRedisIO:
         lost = {key: user_key for key, user_key, _, _ in items}
         return bool(self._run(op, lambda: self.pending.add(keys=lost), "PIPELINE", len(items) + 1))
 
+    def write_if(self, items: list[Item], origin: str, since: int) -> list[bool] | None:
+        """``awrite`` of values computed from reads made at ``since`` (microseconds): each is
+        stored unless its key was deleted after that (its tombstone is newer). Per item:
+        stored or refused; None when Redis could not be asked (then, as for ``awrite``, the
+        keys are deleted once it is back)."""
+
+        def op(client: SyncRedisClient) -> list[bool]:
+            ks = self.ks
+            calls = [
+                ([key, ks.tombstone(key)], [blob, "" if px is None else px, since])
+                for key, _, blob, px in items
+            ]
+            changed = [user_key for _, user_key, _, _ in items]
+            message = self._message("k", changed, origin)
+            replies = self._eval_pipelined(client, WRITE_IF_SCRIPT, calls, message)
+            return [bool(reply) for reply in replies]
+
+        lost = {key: user_key for key, user_key, _, _ in items}
+        return self._run(op, lambda: self.pending.add(keys=lost), "PIPELINE", len(items) + 1)
+
+    def _eval_pipelined(
+        self,
+        client: SyncRedisClient,
+        script: str,
+        calls: list[tuple[list[str], list[Any]]],
+        message: bytes,
+    ) -> list[Any]:
+        """One EVALSHA of ``script`` per call in one pipeline, then ``message`` published; the
+        scripts' replies. On NOSCRIPT (a restarted server) the script is loaded and the calls
+        it refused are sent again (and the message with them: after the writes, as L1 needs).
+        """
+        sha = sha_of(script)
+
+        def pipeline(indices: list[int]) -> Any:
+            pipe = client.pipeline(transaction=False)
+            for i in indices:
+                keys, args = calls[i]
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            return pipe
+
+        replies = self._execute_and_publish(
+            client, pipeline(list(range(len(calls)))), message, raise_on_error=False
+        )
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            client.script_load(script)
+            again = self._execute_and_publish(client, pipeline(missing), message)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
     def add(self, key: str, blob: bytes, px: int | None, changed: str, origin: str) -> bool | None:
         """SET NX: store only if absent. False when present, None when unavailable."""
 
@@ -276,7 +335,8 @@ class SyncRedisIO:
         return bool(self._run(op, operation="EVALSHA"))
 
     def delete(self, keys: dict[str, str], origin: str) -> int | None:
-        """Delete redis keys (mapped to the user keys other processes drop from L1)."""
+        """Delete entries (redis keys mapped to the user keys other processes drop from L1),
+        each leaving a tombstone that refuses a value computed before the delete."""
 
         def op(client: SyncRedisClient) -> int:
             return self._delete_on(client, keys, origin)
@@ -284,24 +344,69 @@ class SyncRedisIO:
         return self._run(op, lambda: self.pending.add(keys=keys), "PIPELINE", len(keys) + 1)
 
     def _delete_on(self, client: SyncRedisClient, keys: dict[str, str], origin: str = "") -> int:
-        pipe = client.pipeline(transaction=False)
-        for key in keys:  # one DEL per key: on a cluster the keys live in different slots
-            pipe.delete(key)
+        # One script per key (an entry and its tombstone share a slot; keys do not).
+        now_us = time.time_ns() // 1000  # the clock of tag versions and snapshots (results.py)
+        ks, keep = self.ks, self.tombstone_ms
+        calls = [([key, ks.tombstone(key)], [now_us, keep]) for key in keys]
         message = self._message("k", list(keys.values()), origin)
-        return sum(self._execute_and_publish(client, pipe, message))
+        return sum(self._eval_pipelined(client, DELETE_SCRIPT, calls, message))
 
-    def _execute_and_publish(self, client: SyncRedisClient, pipe: Any, message: bytes) -> list[Any]:
-        """Run ``pipe``, then tell other processes; the replies of ``pipe``'s own commands.
+    def _execute_and_publish(
+        self, client: SyncRedisClient, pipe: Any, message: bytes, *, raise_on_error: bool = True
+    ) -> list[Any]:
+        """Run ``pipe``, then tell other processes; the replies of ``pipe``'s own commands
+        (errors among them as exceptions, with ``raise_on_error=False``).
 
         One round trip on a single server. redis-py refuses PUBLISH inside a cluster
         pipeline, so there it follows the writes: still after them, as L1 requires.
         """
         if self.cluster:
-            replies: list[Any] = pipe.execute()
+            replies: list[Any] = pipe.execute(raise_on_error=raise_on_error)
             client.publish(self.ks.channel, message)
             return replies
         pipe.publish(self.ks.channel, message)
-        return list((pipe.execute())[:-1])
+        return list((pipe.execute(raise_on_error=raise_on_error))[:-1])
+
+    # -- records: kept, never owned (see Engine.records) ---------------------------------------
+    def store_records(self, items: list[tuple[str, bytes, int | None]]) -> bool:
+        """SET each (record key, blob, ttl ms). Nothing is published (no process keeps a
+        record in L1) and nothing is queued if it fails: Redis then still holds the previous
+        value, which is what the caller, told False, expects."""
+
+        def op(client: SyncRedisClient) -> bool:
+            pipe = client.pipeline(transaction=False)
+            for key, blob, px in items:
+                pipe.set(key, blob, px=px)
+            pipe.execute()
+            return True
+
+        return bool(self._run(op, operation="PIPELINE", batch=len(items)))
+
+    def store_record(
+        self, key: str, blob: bytes, px: int | None, *, nx: bool = False, xx: bool = False
+    ) -> bool | None:
+        """SET NX / SET XX of one record: True stored, False refused, None unavailable."""
+
+        def op(client: SyncRedisClient) -> bool:
+            return bool(client.set(key, blob, px=px, nx=nx, xx=xx))
+
+        return self._run(op, operation="SET")
+
+    def delete_records(self, keys: list[str]) -> bool:
+        """Delete records; if Redis cannot be asked, once it is back (never more than these:
+        see ``_pending.py``). True if Redis was reached."""
+
+        def op(client: SyncRedisClient) -> bool:
+            self._delete_records_on(client, keys)
+            return True
+
+        return bool(self._run(op, lambda: self.pending.add(records=keys), "PIPELINE", len(keys)))
+
+    def _delete_records_on(self, client: SyncRedisClient, keys: list[str]) -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:  # one DEL per key: on a cluster the keys live in different slots
+            pipe.delete(key)
+        pipe.execute()
 
     # -- tags ----------------------------------------------------------------------------------
     def tag_versions(self, tag_keys: list[str]) -> list[int] | None:
@@ -338,6 +443,8 @@ class SyncRedisIO:
 
     # -- namespace -----------------------------------------------------------------------------
     def clear(self, origin: str) -> bool:
+        """Delete every entry of the namespace, and tell other processes to drop their L1."""
+
         def op(client: SyncRedisClient) -> bool:
             self._clear_on(client, origin)
             return True
@@ -346,13 +453,13 @@ class SyncRedisIO:
         return bool(self._run(op, lambda: self.pending.add(clear=True), "SCAN"))
 
     def _clear_on(self, client: SyncRedisClient, origin: str = "") -> None:
-        # SCAN + UNLINK of this namespace only: never FLUSHDB, never KEYS. Write-behind streams
-        # are kept: they hold writes not yet in the store, not cached copies.
-        streams = f"{self.ks.prefix}{STREAM}:".encode()
+        # SCAN + UNLINK of this namespace's *entries* only: never FLUSHDB, never KEYS, and never
+        # anything the cache does not own outright: records (sessions) and write-behind
+        # streams hold data that exists nowhere else. Tag versions, locks and tombstones stay
+        # too (they only ever expire): locks held by loaders keep guarding them, tombstones
+        # keep refusing values computed before a delete.
         batch: list[Any] = []
-        for key in client.scan_iter(match=self.ks.scan_pattern(), count=1000):
-            if key.startswith(streams):
-                continue
+        for key in client.scan_iter(match=self.ks.entry_pattern(), count=1000):
             batch.append(key)
             if len(batch) >= 500:
                 client.unlink(*batch)

@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("echo/", views.echo),
+    path("listing/", views.listing),
     path("long/", views.long),
     path("plain/", views.plain),
     path("static/", views.static),

@@ -74,6 +74,8 @@ me = cache_view(ttl=60, per_user=True)(_echo)
 stale = cache_view(ttl=10, stale_ttl=60)(_echo)
 declared = cache_view(cache_control="public, max-age=60, s-maxage=300")(_echo)
 account = cache_view(ttl=60, cache_control="private, max-age=60")(_echo)
+# Only q and page are part of the key (issue 11, item 9): other parameters share the page.
+listing = cache_view(ttl=60, query_params=["q", "page"])(_echo)
 
 
 @cache_view(ttl=60)
