@@ -12,13 +12,15 @@ from typing import Any, Final
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
-from cachekit_core import Cache, Read, ReadStatus
+from cachekit_core import Cache, Read, ReadStatus, Records
 
 from .conf import EngineSpec, engine_for, registry
 
 __all__ = ["MISSING", "CacheCore", "dumps", "loads"]
 
 # msgpack's integer range: ints outside it are pickled like any other value.
+# Django's cache session keys start so (cachekit_django.sessions.KEY_PREFIX).
+SESSION_KEY_PREFIX: Final = "cachekit_django.sessions"
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 
@@ -80,6 +82,16 @@ class CacheCore(BaseCache):
     def _loader(default: Any) -> Callable[[], int | bytes]:
         # Runs in the caller's thread (or event loop) only on a miss, like Django's default().
         return lambda: dumps(default() if callable(default) else default)
+
+    @staticmethod
+    def _is_record(key: str) -> bool:
+        """Sessions' keys: kept in the engine's ``records`` (never in L1, never deleted by
+        ``clear()`` or by an overflow of lost invalidations), whichever API reaches them, so
+        that Django's contract holds (``cache.get(session.cache_key)`` is the session)."""
+        return key.startswith(SESSION_KEY_PREFIX)
+
+    def _store_of(self, key: str, record: bool) -> Cache | Records:
+        return self.engine.records if record or self._is_record(key) else self.engine
 
     def _answer(self, found: Read) -> tuple[ReadStatus, Any]:
         """An engine read in Django terms: the value only when fresh, as ``get`` gives it. A

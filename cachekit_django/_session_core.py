@@ -18,6 +18,7 @@ from cachekit_core import ReadStatus
 from cachekit_core.throttle import Throttle
 
 from . import conf
+from ._cache_core import SESSION_KEY_PREFIX
 
 if TYPE_CHECKING:
     from django.contrib.sessions.base_session import AbstractBaseSession
@@ -35,7 +36,7 @@ __all__ = [
     "warn",
 ]
 
-KEY_PREFIX: Final = "cachekit_django.sessions"
+KEY_PREFIX: Final = SESSION_KEY_PREFIX
 # Collisions of 32 random characters do not happen; repeated add() refusals mean a cache that
 # drops writes silently (memcached-style), so give up instead of hammering it.
 CREATE_ATTEMPTS: Final = 100
@@ -54,25 +55,53 @@ class SessionCache(Protocol):
     ``_async/cache_ops.py``), or a plain Django cache behind ``PlainCacheCore``'s twins."""
 
     def read(
-        self, key: str, version: int | None = None, *, local: bool = True
+        self, key: str, version: int | None = None, *, local: bool = True, record: bool = False
     ) -> tuple[ReadStatus, Any]: ...
     async def aread(
-        self, key: str, version: int | None = None, *, local: bool = True
+        self, key: str, version: int | None = None, *, local: bool = True, record: bool = False
     ) -> tuple[ReadStatus, Any]: ...
     def write(
-        self, key: str, value: Any, timeout: Any = ..., version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = ...,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool: ...
     async def awrite(
-        self, key: str, value: Any, timeout: Any = ..., version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = ...,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool: ...
     def insert(
-        self, key: str, value: Any, timeout: Any = ..., version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = ...,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool | None: ...
     async def ainsert(
-        self, key: str, value: Any, timeout: Any = ..., version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = ...,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool | None: ...
-    def invalidate(self, keys: Iterable[str], version: int | None = None) -> bool: ...
-    async def ainvalidate(self, keys: Iterable[str], version: int | None = None) -> bool: ...
+    def invalidate(
+        self, keys: Iterable[str], version: int | None = None, *, record: bool = False
+    ) -> bool: ...
+    async def ainvalidate(
+        self, keys: Iterable[str], version: int | None = None, *, record: bool = False
+    ) -> bool: ...
 
 
 class PlainCacheCore:

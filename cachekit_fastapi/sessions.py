@@ -32,8 +32,13 @@ tombstone with ``SET XX``; if the old one is already gone, the new one is remove
 the response carries no cookie. Among requests of a live session, the last one to finish
 wins, as with Starlette's cookie sessions.
 
+**Where sessions live.** In ``cache.records``: under their own prefix, never in any process's
+in-process layer (every read asks Redis, so a logout elsewhere is seen at once), and never
+touched by the data cache's ``clear()``, by an overflow of its lost invalidations, or by their
+replay: a burst of junk page writes during an outage cannot delete them.
+
 **Outages.** A transient cache outage never logs a user out: the request sees an empty session
-(or this process's own copy, read-only), ordinary changes are not saved (logged), nothing is
+(read-only), ordinary changes are not saved (logged), nothing is
 deleted and the cookie is left alone, so the session is back once the cache is. But a change
 that matters for security fails loudly: ending the session (``clear()``, or removing a
 ``rotate_on`` key, even one the request could not see) or moving it to a new id (a
@@ -231,7 +236,7 @@ class Session(dict[str, Any]):
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     """What a request started from: the stored JSON and its data (None: no session), and
-    whether the store answered (False: the data, if any, is this process's read-only copy)."""
+    whether the store answered (False: nothing was read, and nothing may be written)."""
 
     encoded: str | None = None
     data: dict[str, Any] | None = None
@@ -346,7 +351,7 @@ class SessionMiddleware:
         """A session whose logout has not reached the store yet: never loaded. Deliver the
         deletion now if the store answers; until then the request sees the store as away."""
         try:
-            delivered = await self.cache.ainvalidate([self.key_prefix + sid])
+            delivered = await self.cache.records.ainvalidate([self.key_prefix + sid])
         except CacheError:
             delivered = False
         if not delivered:
@@ -356,13 +361,12 @@ class SessionMiddleware:
 
     async def _load(self, sid: str) -> _Loaded:
         try:
-            read = await self.cache.aread(self.key_prefix + sid)
+            read = await self.cache.records.aread(self.key_prefix + sid)
         except CacheError as exc:  # a cache built with raise_on_error=True
             log.warning("cachekit: session store unavailable, serving an empty session: %s", exc)
             return _Loaded(reachable=False)
         # The engine fails open, but an empty session here would log the user out: the read
-        # tells "absent" (MISS) from "could not ask" (UNAVAILABLE, maybe with this process's
-        # copy, which is served read-only: see _save).
+        # tells "absent" (MISS) from "could not ask" (UNAVAILABLE: read-only, see _save).
         reachable = read.status is not ReadStatus.UNAVAILABLE
         raw = read.value if read.is_fresh(self.cache.clock()) else None
         if raw is None:
@@ -460,7 +464,7 @@ class SessionMiddleware:
         """A new session, under a new id (SET NX)."""
         sid = secrets.token_urlsafe(32)  # a new session never reuses an old id
         try:
-            stored = await self.cache.ainsert(
+            stored = await self.cache.records.ainsert(
                 self.key_prefix + sid, self._seal(sid, encoded), ttl=self._ttl
             )
         except CacheError:
@@ -475,7 +479,7 @@ class SessionMiddleware:
     async def _update(self, sid: str, encoded: str) -> str | None:
         """An existing session, kept only if it still exists (SET XX)."""
         try:
-            replaced = await self.cache.areplace(
+            replaced = await self.cache.records.areplace(
                 self.key_prefix + sid, self._seal(sid, encoded), ttl=self._ttl
             )
         except CacheError:
@@ -494,7 +498,7 @@ class SessionMiddleware:
         old session is then left as it was, or already gone)."""
         sid = secrets.token_urlsafe(32)
         try:
-            stored = await self.cache.ainsert(
+            stored = await self.cache.records.ainsert(
                 self.key_prefix + sid, self._seal(sid, encoded), ttl=self._ttl
             )
         except CacheError as exc:
@@ -502,7 +506,9 @@ class SessionMiddleware:
         if not stored:
             raise CacheUnavailable("the session store is unreachable: the session was not saved")
         try:
-            moved = await self.cache.areplace(self.key_prefix + old, _TOMBSTONE, ttl=_TOMBSTONE_TTL)
+            moved = await self.cache.records.areplace(
+                self.key_prefix + old, _TOMBSTONE, ttl=_TOMBSTONE_TTL
+            )
         except CacheError:
             moved = None
         if not moved:
@@ -515,7 +521,7 @@ class SessionMiddleware:
             return None  # logged out meanwhile: the session must stay gone
         # The old id already reads as no session; deleting it makes a late save fail too.
         try:
-            delivered = await self.cache.ainvalidate([self.key_prefix + old])
+            delivered = await self.cache.records.ainvalidate([self.key_prefix + old])
         except CacheError:
             delivered = False
         if not delivered:
@@ -528,7 +534,7 @@ class SessionMiddleware:
         this process refuses the id from now on, and a sensitive one (a logout) raises."""
         error: CacheError | None = None
         try:
-            delivered = await self.cache.ainvalidate([self.key_prefix + sid])
+            delivered = await self.cache.records.ainvalidate([self.key_prefix + sid])
         except CacheError as exc:  # raise_on_error=True: the engine queued it all the same
             delivered, error = False, exc
         if delivered:
@@ -544,7 +550,7 @@ class SessionMiddleware:
 
     async def _discard(self, sid: str) -> None:
         try:
-            if not await self.cache.ainvalidate([self.key_prefix + sid]):
+            if not await self.cache.records.ainvalidate([self.key_prefix + sid]):
                 self._revoke(sid)
         except CacheError:
             self._revoke(sid)
@@ -566,7 +572,7 @@ class SessionMiddleware:
             return
         sids = list(revoked)
         try:
-            delivered = await self.cache.ainvalidate([self.key_prefix + s for s in sids])
+            delivered = await self.cache.records.ainvalidate([self.key_prefix + s for s in sids])
         except CacheError:
             return
         if delivered:

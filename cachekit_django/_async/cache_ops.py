@@ -2,7 +2,9 @@
 generated, so each async method calls the engine's coroutine and each sync one its sync twin:
 no thread hop). Django's cache API, plus the engine's answers in Django terms (``read``,
 ``write``, ``insert``, ``invalidate``) for callers that must tell "missing" from "Redis could
-not be asked", such as the session store.
+not be asked", such as the session store. ``record=True`` keeps the value in the engine's
+``records`` (data the cache does not own, such as sessions: never in L1, never deleted by
+``clear()`` or by an overflow of lost invalidations).
 
 A Redis outage never raises from these methods but ``incr`` (see ``cachekit_django.cache``):
 reads miss (or are served by L1), writes land in L1 only, as the engine fails open; the answers
@@ -28,36 +30,62 @@ from .._cache_core import MISSING, CacheCore, dumps, loads
 class AsyncCacheOps(CacheCore):
     # -- the engine's answers, in Django's terms (keys, versions, timeouts, pickled values) ----
     async def aread(
-        self, key: str, version: int | None = None, *, local: bool = True
+        self, key: str, version: int | None = None, *, local: bool = True, record: bool = False
     ) -> tuple[ReadStatus, Any]:
         """``(HIT, value)``, ``(MISS, None)``, or ``(UNAVAILABLE, value or None)`` when Redis
         could not be asked (the value is then this process's fresh copy, if it holds one).
         ``local=False`` asks Redis even when this process holds a copy, and uses none."""
-        found = await self.engine.aread(self._key(key, version), local=local)
+        store = self._store_of(key, record)
+        found = await store.aread(self._key(key, version), local=local)
         return self._answer(found)
 
     async def awrite(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool:
         """``set`` that says whether the value reached Redis (an in-process cache: whether it
         was stored). False: this process may hold it, other processes do not."""
         mapping = {self._key(key, version): dumps(value)}
-        return await self.engine.awrite(mapping, ttl=self._ttl(timeout))
+        store = self._store_of(key, record)
+        return await store.awrite(mapping, ttl=self._ttl(timeout))
 
     async def ainsert(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool | None:
         """``add`` that says why not: True stored, False ``key`` holds a fresh value, None
         Redis could not be asked (so whether the key is taken is unknown)."""
         made, ttl = self._key(key, version), self._ttl(timeout)
+        store = self._store_of(key, record)
         if ttl <= 0:
-            return self._inserted(await self.engine.aread(made))
-        return await self.engine.ainsert(made, dumps(value), ttl=ttl)
+            return self._inserted(await store.aread(made))
+        return await store.ainsert(made, dumps(value), ttl)
 
-    async def ainvalidate(self, keys: Iterable[str], version: int | None = None) -> bool:
+    async def ainvalidate(
+        self, keys: Iterable[str], version: int | None = None, *, record: bool = False
+    ) -> bool:
         """Delete ``keys`` in every layer and process. True iff Redis was reached (in-process:
         always); ``delete`` cannot say, it answers whether the key existed."""
-        return await self.engine.ainvalidate(list(self._keys(keys, version)))
+        entries: list[str] = []
+        records: list[str] = []
+        for made, key in self._keys(keys, version).items():
+            (records if record or self._is_record(key) else entries).append(made)
+        reached = True
+        if records:
+            reached = await self.engine.records.ainvalidate(records)
+        if entries:
+            reached = await self.engine.ainvalidate(entries) and reached
+        return reached
 
     # -- Django's cache API ----------------------------------------------------------------
     async def aadd(
@@ -66,12 +94,18 @@ class AsyncCacheOps(CacheCore):
         return bool(await self.ainsert(key, value, timeout, version))
 
     async def aget(self, key: str, default: Any = None, version: int | None = None) -> Any:
+        if self._is_record(key):
+            status, value = await self.aread(key, version, local=False)
+            return value if status is ReadStatus.HIT else default
         stored = await self.engine.aget(self._key(key, version), MISSING)
         return default if stored is MISSING else loads(stored)
 
     async def aset(
         self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> None:
+        if self._is_record(key):
+            await self.awrite(key, value, timeout, version)
+            return
         await self.engine.aset(self._key(key, version), dumps(value), ttl=self._ttl(timeout))
 
     async def atouch(
@@ -80,6 +114,8 @@ class AsyncCacheOps(CacheCore):
         return await self.engine.atouch(self._key(key, version), self._ttl(timeout))
 
     async def adelete(self, key: str, version: int | None = None) -> bool:
+        if self._is_record(key):
+            return await self.ainvalidate([key], version)
         return await self.engine.adelete(self._key(key, version))
 
     async def aget_many(self, keys: Iterable[str], version: int | None = None) -> dict[str, Any]:
@@ -95,6 +131,9 @@ class AsyncCacheOps(CacheCore):
         return loads(await self.engine.aget_or_set(made, self._loader(default), ttl=ttl))
 
     async def ahas_key(self, key: str, version: int | None = None) -> bool:
+        if self._is_record(key):
+            status, _ = await self.aread(key, version, local=False)
+            return status is ReadStatus.HIT
         return await self.engine.ahas_key(self._key(key, version))
 
     async def aincr(self, key: str, delta: int = 1, version: int | None = None) -> int:

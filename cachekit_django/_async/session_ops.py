@@ -14,6 +14,7 @@ unavailable; ``write`` and ``invalidate`` say whether Redis was reached.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -87,13 +88,16 @@ class AsyncSessionOps(SessionCore):
             data = await self._aget_session()
             stored, failure = await self._awrite(key, data, await self.aget_expiry_age())
             if not stored:
-                # CachekitCache's engine queues a delete of the old copy and replays it before
-                # its next call, so the stale copy is never served once Redis is back.
+                # The database has the new data; the cache may still hold the old copy. Drop
+                # it (queued and replayed once Redis is back if it cannot go now), so reads
+                # fall through to the database instead of serving it.
                 self._write_failed(failure)
+                with contextlib.suppress(Exception):
+                    await self._ops.ainvalidate([key], record=True)
             return
         data = await self._aget_session(no_load=must_create)
         if must_create:
-            created = await self._ops.ainsert(key, data, await self.aget_expiry_age())
+            created = await self._ops.ainsert(key, data, await self.aget_expiry_age(), record=True)
             if created is None:
                 # Whether the key is taken is unknown, and no session can exist without the
                 # cache: fail rather than hand out a key that was never stored.
@@ -121,7 +125,7 @@ class AsyncSessionOps(SessionCore):
             session_key = self.session_key
         if self._write_through:
             await super().adelete(session_key)
-        if not await self._ops.ainvalidate([self.cache_key_prefix + session_key]):
+        if not await self._ops.ainvalidate([self.cache_key_prefix + session_key], record=True):
             # A logout that silently left the session usable would be worse than an error page.
             raise CacheUnavailable(f"{UNREACHABLE}: the session was not deleted")
 
@@ -134,7 +138,7 @@ class AsyncSessionOps(SessionCore):
         """The cache's answer for ``key``, Redis asked past this process's copy; a cache that
         raises (a plain Django cache may, and so may unpickling) answers UNAVAILABLE."""
         try:
-            status, data = await self._ops.aread(key, local=False)
+            status, data = await self._ops.aread(key, local=False, record=True)
         except Exception as exc:
             warn("read", exc)
             return ReadStatus.UNAVAILABLE, None
@@ -148,7 +152,7 @@ class AsyncSessionOps(SessionCore):
         """Store ``data``: whether it reached the cache's shared store, and what was raised
         when it did not because the cache raised (a plain Django cache may; pickling may)."""
         try:
-            return await self._ops.awrite(key, data, timeout), None
+            return await self._ops.awrite(key, data, timeout, record=True), None
         except Exception as exc:
             return False, exc
 
@@ -157,22 +161,36 @@ class AsyncPlainCacheOps(PlainCacheCore):
     """``CachekitCache``'s answers from a plain Django cache (see ``PlainCacheCore``)."""
 
     async def aread(
-        self, key: str, version: int | None = None, *, local: bool = True
+        self, key: str, version: int | None = None, *, local: bool = True, record: bool = False
     ) -> tuple[ReadStatus, Any]:
         value = await self.cache.aget(key, version=version)
         return (ReadStatus.MISS, None) if value is None else (ReadStatus.HIT, value)
 
     async def awrite(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool:
         await self.cache.aset(key, value, timeout, version)
         return True
 
     async def ainsert(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool | None:
         return await self.cache.aadd(key, value, timeout, version)
 
-    async def ainvalidate(self, keys: Iterable[str], version: int | None = None) -> bool:
+    async def ainvalidate(
+        self, keys: Iterable[str], version: int | None = None, *, record: bool = False
+    ) -> bool:
         await self.cache.adelete_many(list(keys), version)
         return True

@@ -3,7 +3,9 @@
 generated, so each async method calls the engine's coroutine and each sync one its sync twin:
 no thread hop). Django's cache API, plus the engine's answers in Django terms (``read``,
 ``write``, ``insert``, ``invalidate``) for callers that must tell "missing" from "Redis could
-not be asked", such as the session store.
+not be asked", such as the session store. ``record=True`` keeps the value in the engine's
+``records`` (data the cache does not own, such as sessions: never in L1, never deleted by
+``clear()`` or by an overflow of lost invalidations).
 
 A Redis outage never raises from these methods but ``incr`` (see ``cachekit_django.cache``):
 reads miss (or are served by L1), writes land in L1 only, as the engine fails open; the answers
@@ -29,36 +31,62 @@ from .._cache_core import MISSING, CacheCore, dumps, loads
 class SyncCacheOps(CacheCore):
     # -- the engine's answers, in Django's terms (keys, versions, timeouts, pickled values) ----
     def read(
-        self, key: str, version: int | None = None, *, local: bool = True
+        self, key: str, version: int | None = None, *, local: bool = True, record: bool = False
     ) -> tuple[ReadStatus, Any]:
         """``(HIT, value)``, ``(MISS, None)``, or ``(UNAVAILABLE, value or None)`` when Redis
         could not be asked (the value is then this process's fresh copy, if it holds one).
         ``local=False`` asks Redis even when this process holds a copy, and uses none."""
-        found = self.engine.read(self._key(key, version), local=local)
+        store = self._store_of(key, record)
+        found = store.read(self._key(key, version), local=local)
         return self._answer(found)
 
     def write(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool:
         """``set`` that says whether the value reached Redis (an in-process cache: whether it
         was stored). False: this process may hold it, other processes do not."""
         mapping = {self._key(key, version): dumps(value)}
-        return self.engine.write(mapping, ttl=self._ttl(timeout))
+        store = self._store_of(key, record)
+        return store.write(mapping, ttl=self._ttl(timeout))
 
     def insert(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool | None:
         """``add`` that says why not: True stored, False ``key`` holds a fresh value, None
         Redis could not be asked (so whether the key is taken is unknown)."""
         made, ttl = self._key(key, version), self._ttl(timeout)
+        store = self._store_of(key, record)
         if ttl <= 0:
-            return self._inserted(self.engine.read(made))
-        return self.engine.insert(made, dumps(value), ttl=ttl)
+            return self._inserted(store.read(made))
+        return store.insert(made, dumps(value), ttl)
 
-    def invalidate(self, keys: Iterable[str], version: int | None = None) -> bool:
+    def invalidate(
+        self, keys: Iterable[str], version: int | None = None, *, record: bool = False
+    ) -> bool:
         """Delete ``keys`` in every layer and process. True iff Redis was reached (in-process:
         always); ``delete`` cannot say, it answers whether the key existed."""
-        return self.engine.invalidate(list(self._keys(keys, version)))
+        entries: list[str] = []
+        records: list[str] = []
+        for made, key in self._keys(keys, version).items():
+            (records if record or self._is_record(key) else entries).append(made)
+        reached = True
+        if records:
+            reached = self.engine.records.invalidate(records)
+        if entries:
+            reached = self.engine.invalidate(entries) and reached
+        return reached
 
     # -- Django's cache API ----------------------------------------------------------------
     def add(
@@ -67,18 +95,26 @@ class SyncCacheOps(CacheCore):
         return bool(self.insert(key, value, timeout, version))
 
     def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
+        if self._is_record(key):
+            status, value = self.read(key, version, local=False)
+            return value if status is ReadStatus.HIT else default
         stored = self.engine.get(self._key(key, version), MISSING)
         return default if stored is MISSING else loads(stored)
 
     def set(
         self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> None:
+        if self._is_record(key):
+            self.write(key, value, timeout, version)
+            return
         self.engine.set(self._key(key, version), dumps(value), ttl=self._ttl(timeout))
 
     def touch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         return self.engine.touch(self._key(key, version), self._ttl(timeout))
 
     def delete(self, key: str, version: int | None = None) -> bool:
+        if self._is_record(key):
+            return self.invalidate([key], version)
         return self.engine.delete(self._key(key, version))
 
     def get_many(self, keys: Iterable[str], version: int | None = None) -> dict[str, Any]:
@@ -94,6 +130,9 @@ class SyncCacheOps(CacheCore):
         return loads(self.engine.get_or_set(made, self._loader(default), ttl=ttl))
 
     def has_key(self, key: str, version: int | None = None) -> bool:
+        if self._is_record(key):
+            status, _ = self.read(key, version, local=False)
+            return status is ReadStatus.HIT
         return self.engine.has_key(self._key(key, version))
 
     def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:

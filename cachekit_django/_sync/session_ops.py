@@ -15,6 +15,7 @@ unavailable; ``write`` and ``invalidate`` say whether Redis was reached.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -88,13 +89,16 @@ class SyncSessionOps(SessionCore):
             data = self._get_session()
             stored, failure = self._write(key, data, self.get_expiry_age())
             if not stored:
-                # CachekitCache's engine queues a delete of the old copy and replays it before
-                # its next call, so the stale copy is never served once Redis is back.
+                # The database has the new data; the cache may still hold the old copy. Drop
+                # it (queued and replayed once Redis is back if it cannot go now), so reads
+                # fall through to the database instead of serving it.
                 self._write_failed(failure)
+                with contextlib.suppress(Exception):
+                    self._ops.invalidate([key], record=True)
             return
         data = self._get_session(no_load=must_create)
         if must_create:
-            created = self._ops.insert(key, data, self.get_expiry_age())
+            created = self._ops.insert(key, data, self.get_expiry_age(), record=True)
             if created is None:
                 # Whether the key is taken is unknown, and no session can exist without the
                 # cache: fail rather than hand out a key that was never stored.
@@ -122,7 +126,7 @@ class SyncSessionOps(SessionCore):
             session_key = self.session_key
         if self._write_through:
             super().delete(session_key)
-        if not self._ops.invalidate([self.cache_key_prefix + session_key]):
+        if not self._ops.invalidate([self.cache_key_prefix + session_key], record=True):
             # A logout that silently left the session usable would be worse than an error page.
             raise CacheUnavailable(f"{UNREACHABLE}: the session was not deleted")
 
@@ -135,7 +139,7 @@ class SyncSessionOps(SessionCore):
         """The cache's answer for ``key``, Redis asked past this process's copy; a cache that
         raises (a plain Django cache may, and so may unpickling) answers UNAVAILABLE."""
         try:
-            status, data = self._ops.read(key, local=False)
+            status, data = self._ops.read(key, local=False, record=True)
         except Exception as exc:
             warn("read", exc)
             return ReadStatus.UNAVAILABLE, None
@@ -149,7 +153,7 @@ class SyncSessionOps(SessionCore):
         """Store ``data``: whether it reached the cache's shared store, and what was raised
         when it did not because the cache raised (a plain Django cache may; pickling may)."""
         try:
-            return self._ops.write(key, data, timeout), None
+            return self._ops.write(key, data, timeout, record=True), None
         except Exception as exc:
             return False, exc
 
@@ -158,22 +162,36 @@ class SyncPlainCacheOps(PlainCacheCore):
     """``CachekitCache``'s answers from a plain Django cache (see ``PlainCacheCore``)."""
 
     def read(
-        self, key: str, version: int | None = None, *, local: bool = True
+        self, key: str, version: int | None = None, *, local: bool = True, record: bool = False
     ) -> tuple[ReadStatus, Any]:
         value = self.cache.get(key, version=version)
         return (ReadStatus.MISS, None) if value is None else (ReadStatus.HIT, value)
 
     def write(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool:
         self.cache.set(key, value, timeout, version)
         return True
 
     def insert(
-        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
     ) -> bool | None:
         return self.cache.add(key, value, timeout, version)
 
-    def invalidate(self, keys: Iterable[str], version: int | None = None) -> bool:
+    def invalidate(
+        self, keys: Iterable[str], version: int | None = None, *, record: bool = False
+    ) -> bool:
         self.cache.delete_many(list(keys), version)
         return True

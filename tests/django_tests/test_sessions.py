@@ -147,7 +147,7 @@ def test_a_logout_elsewhere_is_seen_at_once(redis_caches: str) -> None:
     assert isinstance(cache, CachekitCache)
     # Another process deletes the session in Redis; this process's L1 copy is not asked.
     client = redis.Redis.from_url(redis_caches)
-    client.delete(cache.engine.keyspace.entry(cache.make_key(KEY_PREFIX + key)))
+    client.delete(cache.engine.keyspace.record(cache.make_key(KEY_PREFIX + key)))
     client.close()
     again = SessionStore(key)
     assert again.load() == {}
@@ -341,3 +341,30 @@ def test_one_timeout_per_request_across_engines(private_redis: RedisServer) -> N
             private_redis.thaw()
         assert 0.18 < took < 0.35, took
         conf.close_all()
+
+
+def test_clear_and_an_overflow_of_failed_writes_keep_every_session(
+    outage_caches: RedisServer,
+) -> None:
+    """Issue 11.1: sessions are records of the engine: cache.clear() and the replay of an
+    overflowed queue of lost invalidations (10,050 junk writes during an outage) never touch
+    them, while the cache's own entries go."""
+    cache = caches["default"]
+    assert isinstance(cache, CachekitCache)
+    key = str(logged_in(cart=[1]).session_key)
+    cache.set("page", "cached")
+    cache.clear()
+    assert cache.get("page") is None
+    assert SessionStore(key).load() == {"_auth_user_id": "42", "cart": [1]}
+    cache.set("page", "cached again")
+    outage_caches.freeze()
+    try:
+        for i in range(10_050):
+            cache.set(f"/search?q={i}", "junk")
+    finally:
+        outage_caches.thaw()
+    assert eventually(lambda: cache.engine.reachable() or cache.get("probe") is None)
+    time.sleep(0.3)
+    cache.set("after", 1)  # the first call after the outage replays the (overflowed) queue
+    assert cache.get("page") is None
+    assert SessionStore(key).load() == {"_auth_user_id": "42", "cart": [1]}

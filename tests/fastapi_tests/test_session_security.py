@@ -36,18 +36,19 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
 
 
 async def stored(cache: Cache, sid: str) -> Any:
-    """What the store holds for ``sid`` (past this process's copy)."""
-    return (await cache.aread(PREFIX + sid, local=False)).value
+    """What the store holds for ``sid`` (sessions are records: past any process's copy)."""
+    return (await cache.records.aread(PREFIX + sid)).value
 
 
 def stored_ids(cache: Cache) -> set[str]:
     """Every session id the store holds."""
     if isinstance(cache.shared, RedisLayer):
-        pattern = cache.keyspace.entry(PREFIX) + "*"
+        pattern = cache.keyspace.record(PREFIX) + "*"
         keys = cache.shared.client().keys(pattern)
         return {(k.decode() if isinstance(k, bytes) else k).rpartition(":")[2] for k in keys}
-    assert cache.local is not None
-    return {k[len(PREFIX) :] for k in list(cache.local.data) if k.startswith(PREFIX)}
+    # A memory-only cache keeps records in a store of its own; there is no listing API.
+    keys = list(cache._record_store.data)  # type: ignore[union-attr]
+    return {k[len(PREFIX) :] for k in keys if k.startswith(PREFIX)}
 
 
 def with_cookie(app: FastAPI, cookie: str, **options: Any) -> httpx.AsyncClient:
@@ -310,14 +311,14 @@ async def test_a_session_edited_in_redis_reads_as_no_session(
             assert (await c.get("/view")).json() == {"session": {"user": "ada"}}
             caplog.set_level(logging.WARNING)
             for n, forged in enumerate(_tampered(blob, sid, other_blob), start=1):
-                assert await writer.aset(PREFIX + sid, forged, ttl=600)
+                assert await writer.records.awrite({PREFIX + sid: forged}, ttl=600)
                 assert (await c.get("/view")).json() == {"session": {}}, forged
                 assert cache.stats()["corrupt"] == n
             assert "signature" in caplog.text  # logged (at most once per 10 s)
             assert caplog.text.count("signature") == 1
             # The genuine blob put back still reads (a replay within its own lifetime: see
             # the module docstring), so the checks above rejected the edits, not the writer.
-            assert await writer.aset(PREFIX + sid, blob, ttl=600)
+            assert await writer.records.awrite({PREFIX + sid: blob}, ttl=600)
             assert (await c.get("/view")).json() == {"session": {"user": "ada"}}
     finally:
         await cache.aclose()
@@ -335,7 +336,9 @@ async def test_a_session_kept_past_its_expiry_by_a_redis_writer_is_refused(
         async with client(app) as c:
             sid = session_id(await c.post("/update", json={"user": "ada"}))
             blob = await stored(cache, sid)
-            assert await writer.aset(PREFIX + sid, blob, ttl=10 * 24 * 3600)  # "no expiry"
+            assert await writer.records.awrite(
+                {PREFIX + sid: blob}, ttl=10 * 24 * 3600
+            )  # "no expiry"
             clock.advance(3700)
             assert (await c.get("/view")).json() == {"session": {}}
             assert cache.stats()["corrupt"] == 0  # expired, not forged
@@ -357,7 +360,7 @@ async def test_session_data_is_bound_to_the_secret_prefix_and_namespace(redis_ur
             (elsewhere, PREFIX, {}),
         ]
         for target, prefix, options in targets:
-            assert await target.aset(prefix + sid, blob, ttl=600)
+            assert await target.records.awrite({prefix + sid: blob}, ttl=600)
             async with with_cookie(make_app(target, **options), cookie) as c:
                 assert (await c.get("/view")).json() == {"session": {}}
         # Another middleware secret: the cookie is refused already; its data would be too.
@@ -366,3 +369,32 @@ async def test_session_data_is_bound_to_the_secret_prefix_and_namespace(redis_ur
     finally:
         await cache.aclose()
         await elsewhere.aclose()
+
+
+async def test_an_overflow_of_failed_writes_during_an_outage_deletes_no_session(
+    private_redis: RedisServer,
+) -> None:
+    """Issue 11.1: 10,050 distinct page writes fail during an outage (any anonymous client can
+    cause that); the queue overflows; when Redis is back its replay deletes cached entries only,
+    never sessions (records)."""
+    cache = Cache.from_url(
+        private_redis.url, socket_timeout=0.2, breaker_cooldown=0.05, secret_key="test-secret"
+    )
+    app = make_app(cache)
+    try:
+        async with client(app) as c:
+            cookie = (await c.post("/update", json={"user": "ada"})).cookies["session"]
+            await cache.aset("page:/", "cached page", ttl=600)
+            private_redis.freeze()  # the data stays; every call fails (then the breaker skips)
+            try:
+                for i in range(10_050):
+                    await cache.aset(f"page:/search?q={i}", "x", ttl=600)
+            finally:
+                private_redis.thaw()
+            await asyncio.sleep(0.1)
+            assert await cache.aset("page:/after", "y", ttl=600)  # replays the overflow
+            assert await cache.aget("page:/", "gone") == "gone"  # its own entries: dropped
+            async with with_cookie(app, cookie) as again:
+                assert (await again.get("/view")).json() == {"session": {"user": "ada"}}
+    finally:
+        await cache.aclose()
