@@ -79,8 +79,10 @@ class KeySpace:
 
     def record(self, key: str) -> str:
         """Where a record (a value the cache keeps but does not own: a session) lives. The
-        MAC covers this full key, so a record never verifies as an entry, nor the reverse."""
-        return self.record_prefix + safe_part(key)
+        MAC covers this full key, so a record never verifies as an entry, nor the reverse.
+        Always a digest: a record's key is often a secret (a session id, which is Django's
+        cookie), and whoever can list Redis's keys must not learn it."""
+        return self.record_prefix + _digest(key)
 
     def tombstone(self, entry_key: str) -> str:
         """The tombstone a delete of ``entry_key`` leaves (see ``layers/_shared.py``). Its hash

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cachekit_core import Cache, MemoryLayer
+from cachekit_core.keys import KeySpace
 from cachekit_core.layers._pending import Pending
 from cachekit_core.results import ReadStatus
 from tests.support.redis_server import RedisServer
@@ -126,7 +127,7 @@ def test_an_overflow_never_deletes_a_record_or_a_stream(
     wait_until(lambda: reader.get("page") is None, 2.0, "the reader drops its L1 copy")
     # Nothing ever deleted outside entries and the one record.
     assert sorted(k for k in raw.scan_iter(match=f"{NS}:r:*", count=1000)) == sorted(
-        f"{NS}:r:{key}".encode() for key in sessions if key != "session:3"
+        KeySpace(NS).record(key).encode() for key in sessions if key != "session:3"
     )
     raw.close()
 
@@ -203,9 +204,9 @@ def test_a_record_never_reads_as_an_entry_nor_the_reverse(
 
     # The bytes copied across (a Redis writer's move): the MAC covers the full stored key.
     corrupt = cache.stats()["corrupt"]
-    raw.set(f"{NS}:e:k", raw.get(f"{NS}:r:k"))
+    raw.set(f"{NS}:e:k", raw.get(cache.keyspace.record("k")))
     assert cache.get("k", MISSING) is MISSING
-    raw.set(f"{NS}:r:e", raw.get(f"{NS}:e:e"))
+    raw.set(cache.keyspace.record("e"), raw.get(f"{NS}:e:e"))
     assert cache.records.read("e").status is ReadStatus.MISS
     assert cache.stats()["corrupt"] == corrupt + 2
     # Positive control: the record itself still reads.
@@ -240,11 +241,11 @@ def test_record_answers(redis_url: str, caches: list[Cache]) -> None:
     assert records.read("s").status is ReadStatus.MISS
     # A record that is not ours (forged, another secret) does not block an insert.
     raw = redis.Redis.from_url(redis_url)
-    raw.set(f"{NS}:r:forged", b"CK junk")
+    raw.set(cache.keyspace.record("forged"), b"CK junk")
     assert records.insert("forged", 1, ttl=60) is True
     assert records.read("forged").value == 1
     assert records.write({"gone": 1}, ttl=0) is True  # ttl <= 0 deletes
-    assert raw.pttl(f"{NS}:r:forged") > 0
+    assert raw.pttl(cache.keyspace.record("forged")) > 0
     raw.close()
 
 

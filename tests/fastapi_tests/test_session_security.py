@@ -41,14 +41,21 @@ async def stored(cache: Cache, sid: str) -> Any:
 
 
 def stored_ids(cache: Cache) -> set[str]:
-    """Every session id the store holds."""
+    """Every session the store holds: their Redis keys (digests of the session ids), or with a
+    memory-only cache the session keys themselves."""
     if isinstance(cache.shared, RedisLayer):
-        pattern = cache.keyspace.record(PREFIX) + "*"
-        keys = cache.shared.client().keys(pattern)
-        return {(k.decode() if isinstance(k, bytes) else k).rpartition(":")[2] for k in keys}
+        keys = cache.shared.client().keys(cache.keyspace.record_prefix + "*")
+        return {k.decode() if isinstance(k, bytes) else k for k in keys}
     # A memory-only cache keeps records in a store of its own; there is no listing API.
     keys = list(cache._record_store.data)  # type: ignore[union-attr]
-    return {k[len(PREFIX) :] for k in keys if k.startswith(PREFIX)}
+    return {k for k in keys if k.startswith(PREFIX)}
+
+
+def ids(cache: Cache, *sids: str) -> set[str]:
+    """What ``stored_ids`` answers when the store holds exactly these sessions."""
+    if isinstance(cache.shared, RedisLayer):
+        return {cache.keyspace.record(PREFIX + sid) for sid in sids}
+    return {PREFIX + sid for sid in sids}
 
 
 def with_cookie(app: FastAPI, cookie: str, **options: Any) -> httpx.AsyncClient:
@@ -81,18 +88,18 @@ async def test_each_login_key_moves_the_session_when_set_changed_or_removed(
     store: Cache, key: str
 ) -> None:
     async with client(make_app(store)) as c:
-        ids = [session_id(await c.post("/update", json={"cart": [1]}))]  # anonymous
-        ids.append(session_id(await c.post("/update", json={key: "ada"})))  # logged in
-        ids.append(session_id(await c.post("/update", json={key: "bob"})))  # another user
+        session_ids = [session_id(await c.post("/update", json={"cart": [1]}))]  # anonymous
+        session_ids.append(session_id(await c.post("/update", json={key: "ada"})))  # logged in
+        session_ids.append(session_id(await c.post("/update", json={key: "bob"})))  # another user
         # Set again to the same value, or another key changed: the id stays.
-        assert session_id(await c.post("/update", json={key: "bob"})) == ids[-1]
-        assert session_id(await c.post("/update", json={"cart": [2]})) == ids[-1]
-        ids.append(session_id(await c.post("/drop", json=[key])))  # logged out, cart kept
-        assert len(set(ids)) == 4
+        assert session_id(await c.post("/update", json={key: "bob"})) == session_ids[-1]
+        assert session_id(await c.post("/update", json={"cart": [2]})) == session_ids[-1]
+        session_ids.append(session_id(await c.post("/drop", json=[key])))  # logged out, cart kept
+        assert len(set(session_ids)) == 4
         assert (await c.get("/view")).json() == {"session": {"cart": [2]}}
-    for old in ids[:-1]:
+    for old in session_ids[:-1]:
         assert await stored(store, old) is None
-    assert stored_ids(store) == {ids[-1]}
+    assert stored_ids(store) == ids(store, session_ids[-1])
 
 
 async def test_a_cleared_and_refilled_session_moves_to_a_new_id(store: Cache) -> None:
@@ -100,7 +107,7 @@ async def test_a_cleared_and_refilled_session_moves_to_a_new_id(store: Cache) ->
         old = session_id(await c.post("/update", json={"theme": "dark"}))
         new = session_id(await c.post("/relogin", json={"theme": "light"}))
         assert new != old
-        assert stored_ids(store) == {new}
+        assert stored_ids(store) == ids(store, new)
         assert (await c.get("/view")).json() == {"session": {"theme": "light"}}
 
 
@@ -108,7 +115,7 @@ async def test_a_nested_change_of_a_login_key_moves_the_session(store: Cache) ->
     async with client(make_app(store)) as c:
         old = session_id(await c.post("/update", json={"auth": {"level": "user"}}))
         new = session_id(await c.post("/promote"))
-        assert new != old and stored_ids(store) == {new}
+        assert new != old and stored_ids(store) == ids(store, new)
 
 
 async def test_rotate_on_names_the_login_keys(store: Cache) -> None:
@@ -174,7 +181,7 @@ async def test_a_request_in_flight_during_a_rotation_does_not_bring_the_old_id_b
         assert "set-cookie" not in late.headers
         assert (await c.get("/view")).json() == {"session": {"cart": [], "user": "ada"}}
     assert await stored(store, old) is None
-    assert stored_ids(store) == {new}
+    assert stored_ids(store) == ids(store, new)
     async with with_cookie(app, cookie) as planted:
         assert (await planted.get("/view")).json() == {"session": {}}
 
