@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from hashlib import blake2b
 from typing import Literal
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 __all__ = [
     "MAX_DELTA",
@@ -39,11 +39,13 @@ __all__ = [
     "X_CACHE_HEADER",
     "X_CACHE_HIT",
     "X_CACHE_MISS",
+    "X_CACHE_REASON_HEADER",
     "X_CACHE_STALE",
     "CacheControl",
     "Headers",
     "StoreDecision",
     "age_header",
+    "bypass_code",
     "current_age",
     "etag_matches_if_none_match",
     "format_cache_control",
@@ -53,6 +55,7 @@ __all__ = [
     "get_one",
     "http_date",
     "invalidates_stored",
+    "invalidation_targets",
     "is_valid_etag",
     "normalise_header_name",
     "normalise_query",
@@ -72,6 +75,8 @@ __all__ = [
     "storable",
     "strip_for_storage",
     "strong_etag",
+    "surrogate_control",
+    "upstream_age",
     "weaken_etag",
 ]
 
@@ -82,6 +87,8 @@ X_CACHE_HIT = "HIT"
 X_CACHE_MISS = "MISS"
 X_CACHE_STALE = "STALE"
 X_CACHE_BYPASS = "BYPASS"
+# Debug header (off by default, R11): why a response was a MISS / BYPASS / not stored.
+X_CACHE_REASON_HEADER = "X-Cache-Reason"
 
 # RFC 9111 §1.2.1: a delta-seconds too large to represent is taken as 2^31.
 MAX_DELTA = 2147483648
@@ -496,11 +503,20 @@ class StoreDecision:
     """Whether a response may be stored, why, and for how long (origin-driven mode)."""
 
     ok: bool
-    reason: str
+    reason: str  # for people (logs)
     ttl: float | None = None
     stale_while_revalidate: float = 0.0
     stale_if_error: float = 0.0
     cache_control: CacheControl | None = None
+    # For machines: one token (``sets-cookie``, ``private``, ``vary-star`` ...), what the
+    # X-Cache-Reason debug header says (R11); ``stored`` when ``ok``.
+    code: str = "stored"
+    # The response's own Surrogate-Control (untargeted directives) when it decided (S19).
+    surrogate: CacheControl | None = None
+
+
+def _refuse(code: str, reason: str, cc: CacheControl | None = None) -> StoreDecision:
+    return StoreDecision(False, reason, cache_control=cc, code=code)
 
 
 def stale_allowed(cc: CacheControl, *, error: bool, shared: bool = True) -> float:
@@ -545,14 +561,65 @@ def freshness_lifetime(
     return max(0.0, expires_at - base)
 
 
+def upstream_age(response_headers: Headers) -> int | None:
+    """Return the ``Age`` a response arrived with: 0 when it has none, None when it cannot be
+    read as one non-negative integer (S18).
+
+    RFC 9111 §5.1 asks a cache to use the first member of a list-based ``Age`` and to ignore
+    an invalid one; cachekit, a shared cache, reads such a field as no reliable age at all
+    (the caller treats the response as stale): ``-1``, ``1.5``, ``abc``, ``5;p=1``, an empty
+    value, or members that differ (``5, 7`` or two lines). Identical repeats read as one
+    value, so two caches can never disagree about the age.
+    """
+    lines = get_all(response_headers, "age")
+    if not lines:
+        return 0
+    members = {m.strip(" \t") for line in lines for m in line.split(",")}
+    if len(members) != 1:
+        return None  # differing members, or an empty one next to a value
+    return _delta_seconds(members.pop())
+
+
 def current_age(response_headers: Headers, now: float | None = None) -> float:
-    """Return the age the response already has: its ``Age`` or ``now - Date``, the larger."""
-    age = _delta_seconds((get_one(response_headers, "age") or "").strip()) or 0
+    """Return the age the response already has when it arrives (RFC 9111 §4.2.3's corrected
+    initial age, with no transit delay: the app renders in this process): its ``Age`` or
+    ``now - Date``, the larger. An unreadable ``Age`` counts as none here (see
+    ``upstream_age``: ``storable`` refuses such a response in shared-cache mode, S18)."""
+    age = upstream_age(response_headers) or 0
     date = _first_date(response_headers, "date")
     if date is None:
         return float(age)
     apparent = (time.time() if now is None else now) - date
     return max(float(age), apparent, 0.0)
+
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"?')
+
+
+def surrogate_control(response_headers: Headers) -> CacheControl | None:
+    """Return the ``Surrogate-Control`` directives meant for every surrogate, parsed like
+    ``Cache-Control``; None when there is no such field or it holds none (S19).
+
+    W3C Edge Architecture §2.2-2.3: a directive followed by ``;token`` targets one device;
+    cachekit has no device token, so targeted directives are ignored. ``max-age=60+30``: the
+    freshness extension (``+30``) is not used (nothing is served past ``max-age`` for it).
+    """
+    lines = get_all(response_headers, "surrogate-control")
+    if not lines:
+        return None
+    kept: list[str] = []
+    for line in lines:
+        items, balanced = _members(line)
+        if not balanced:
+            return CacheControl(malformed=True)  # as for Cache-Control: no single reading
+        for item in items:
+            if ";" in _QUOTED.sub("", item):
+                continue  # targeted at a named device
+            name, eq, arg = item.partition("=")
+            if eq and name.strip().lower() == "max-age" and "+" in arg:
+                item = f"max-age={arg.partition('+')[0].strip()}"
+            kept.append(item)
+    return parse_cache_control([", ".join(kept)]) if kept else None
 
 
 def storable(
@@ -565,54 +632,75 @@ def storable(
     cacheable_statuses: frozenset[int] = frozenset({200}),
     request_has_authorization: bool = False,
     now: float | None = None,
+    surrogate: bool = False,
 ) -> StoreDecision:
-    """Decide whether a response may be stored (S1-S8, S12-S16, C9).
+    """Decide whether a response may be stored (S1-S8, S12-S16, S18, S19, C9).
 
     ``shared`` is False only for per-user entries; ``origin_driven`` is shared-cache mode,
     where the response's own freshness decides the TTL and no explicit freshness means no store.
+    ``surrogate``: honour ``Surrogate-Control`` (S19): its ``no-store`` refuses the response,
+    its ``max-age`` is the lifetime and overrides ``Cache-Control``'s ``no-store``,
+    ``no-cache``, ``must-revalidate`` and freshness; ``private``, ``Set-Cookie``, ``Vary: *``
+    and an authorized request still refuse it (S4, S6-S8: personal data is never shared).
     """
     if method != "GET":
         # HEAD has no body to store; a stored GET answers it instead (K7).
-        return StoreDecision(False, f"method {method!r} is not stored")
+        return _refuse("method", f"method {method!r} is not stored")
     if status < 200 or status >= 400 or status in (206, 304):
-        return StoreDecision(False, f"status {status} is never stored")
+        return _refuse("status", f"status {status} is never stored")
     if status not in cacheable_statuses:
-        return StoreDecision(False, f"status {status} is not in the cacheable set")
+        return _refuse("status", f"status {status} is not in the cacheable set")
     if get_all(response_headers, "set-cookie"):
-        return StoreDecision(False, "response sets a cookie")
+        return _refuse("sets-cookie", "response sets a cookie")
     cc = response_cache_control(response_headers)
-    if cc.malformed:
-        return StoreDecision(False, "malformed Cache-Control", cache_control=cc)
-    if cc.no_store:
-        return StoreDecision(False, "Cache-Control: no-store", cache_control=cc)
-    if cc.no_cache:
-        # Most restrictive wins: no-cache beats any max-age (RFC 9111 §4.2.1, S15).
-        return StoreDecision(False, "Cache-Control: no-cache", cache_control=cc)
+    sc = surrogate_control(response_headers) if surrogate else None
+    if sc is not None and sc.malformed:
+        return _refuse("malformed-surrogate-control", "malformed Surrogate-Control", cc)
+    if sc is not None and sc.no_store:
+        return _refuse("no-store", "Surrogate-Control: no-store", cc)
+    if sc is not None and sc.max_age is None:
+        sc = None  # nothing about freshness for this cache: Cache-Control decides
+    if sc is None:
+        if cc.malformed:
+            return _refuse("malformed-cache-control", "malformed Cache-Control", cc)
+        if cc.no_store:
+            return _refuse("no-store", "Cache-Control: no-store", cc)
+        if cc.no_cache:
+            # Most restrictive wins: no-cache beats any max-age (RFC 9111 §4.2.1, S15).
+            return _refuse("no-cache", "Cache-Control: no-cache", cc)
     if shared and cc.private:
-        return StoreDecision(False, "Cache-Control: private", cache_control=cc)
+        return _refuse("private", "Cache-Control: private", cc)
     if parse_vary(get_all(response_headers, "vary")) == "*":
-        return StoreDecision(False, "Vary: *", cache_control=cc)
+        return _refuse("vary-star", "Vary: *", cc)
     if (
         shared
         and request_has_authorization
         and not (cc.public or cc.s_maxage is not None or cc.must_revalidate)
     ):
-        return StoreDecision(False, "authorized request (RFC 9111 §3.5)", cache_control=cc)
+        return _refuse("authorization", "authorized request (RFC 9111 §3.5)", cc)
     ttl = None
     if origin_driven:
-        lifetime = freshness_lifetime(response_headers, shared=shared, cc=cc, now=now)
+        age = upstream_age(response_headers)
+        if age is None:
+            return _refuse("invalid-age", "unreadable Age: taken as stale (S18)", cc)
+        if sc is not None:
+            lifetime: float | None = float(sc.max_age or 0)
+        else:
+            lifetime = freshness_lifetime(response_headers, shared=shared, cc=cc, now=now)
         if lifetime is None:
-            return StoreDecision(False, "no explicit freshness", cache_control=cc)
+            return _refuse("no-freshness", "no explicit freshness", cc)
         ttl = lifetime - current_age(response_headers, now)
         if ttl <= 0:
-            return StoreDecision(False, "already stale", cache_control=cc)
+            return _refuse("already-stale", "already stale", cc)
+    windows = sc if sc is not None else cc
     return StoreDecision(
         True,
         "storable",
         ttl,
-        stale_allowed(cc, error=False, shared=shared),
-        stale_allowed(cc, error=True, shared=shared),
+        stale_allowed(windows, error=False, shared=shared),
+        stale_allowed(windows, error=True, shared=shared),
         cc,
+        surrogate=sc,
     )
 
 
@@ -635,6 +723,51 @@ def strip_for_storage(
 def invalidates_stored(method: str, status: int) -> bool:
     """Return whether this response invalidates stored entries for its URL (R4)."""
     return method not in _SAFE_METHODS and 200 <= status < 400
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _origin(scheme: str, netloc: str) -> tuple[str, str]:
+    """(scheme, host[:port]) compared case-insensitively, the scheme's default port dropped."""
+    scheme, netloc = scheme.lower(), normalise_header_name(netloc)
+    host, colon, port = netloc.rpartition(":")
+    if colon and "]" not in port and port == _DEFAULT_PORTS.get(scheme):
+        netloc = host
+    return scheme, netloc
+
+
+def invalidation_targets(
+    scheme: str, host: str, path: str, query: str, response_headers: Headers
+) -> list[tuple[str, str]]:
+    """Return the ``(path, query)`` of each URL in the response's ``Location`` and
+    ``Content-Location`` that has the request's origin (R10).
+
+    References are resolved against the request's URL (``/a``, ``b``, ``../c``, ``?q=1``,
+    ``//host/d``); a target on another scheme, host or port, with userinfo, or unreadable is
+    left out (RFC 9111 §4.4: a cache MUST NOT invalidate another origin's URLs, or anyone
+    could flush them). Each path is given as sent (percent-encoded) and, when it differs,
+    percent-decoded too: adapters key pages by the raw path (ASGI) or the decoded one (Django).
+    """
+    found: dict[tuple[str, str], None] = {}
+    base = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+    origin = _origin(scheme, host)
+    for name in ("location", "content-location"):
+        for value in get_all(response_headers, name):
+            value = value.strip(" \t")
+            if not value or len(value) > 8192 or not value.isprintable():
+                continue
+            try:
+                target = urlsplit(urljoin(base, value))
+            except ValueError:  # e.g. an invalid IPv6 literal
+                continue
+            if "@" in target.netloc or _origin(target.scheme, target.netloc) != origin:
+                continue
+            target_path = target.path or "/"
+            found[(target_path, target.query)] = None
+            decoded = unquote(target_path, "utf-8", "replace")
+            found[(decoded, target.query)] = None
+    return list(found)
 
 
 # --------------------------------------------------------------------------- requests
@@ -671,6 +804,22 @@ def request_bypass(
     if honour_request_no_cache and _request_no_cache(request_headers):
         return "request no-cache"
     return None
+
+
+def bypass_code(reason: str) -> str:
+    """Return the one-token form of a bypass reason (``request_bypass``'s, or the HTTP
+    cache's own): what the X-Cache-Reason debug header says (R11)."""
+    if reason.startswith("method "):
+        return "method"
+    return _BYPASS_CODES.get(reason, reason.replace(" ", "-"))
+
+
+_BYPASS_CODES = {
+    "session cookie": "session-cookie",
+    "request no-cache": "request-no-cache",
+    "per-user view without a user": "no-user",
+    "precondition for the app": "precondition",
+}
 
 
 def only_if_cached(request_headers: Headers) -> bool:

@@ -1,9 +1,10 @@
 """``cache_view`` and ``CacheViewMixin``: declare how a view's pages are cached.
 
-The decorator renders nothing and stores nothing itself: it hands the view's ``ViewOptions``
-to the lookup ``CacheMiddleware`` left on the request (``middleware.bind``), which snapshots
-the view's tags before it renders and, for ``per_user`` views, may answer from the user's
-stored page. Without the middleware a decorated view simply runs.
+Once the request is routed, the decorator looks the view's page up (keyed by the URL, the
+active language and time zone, and the view's options) and serves it, or runs the view;
+``CacheMiddleware`` stores the rendered page on the way out. Without the middleware the
+decorator stores it itself, as Django's ``cache_page`` does. Decorated views carry their
+options as ``view.cachekit_view``.
 
 Works on function views (sync or ``async def``), on ``method_decorator(cache_view(...),
 name="dispatch")`` and, through ``CacheViewMixin``, on class-based views, async ones included.
@@ -46,6 +47,7 @@ class _Spec:
     stale_ttl: float
     per_user: bool
     query_params: frozenset[str] | None = None
+    csrf: bool = True
 
     def options(
         self, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -74,17 +76,21 @@ class _Spec:
             # Only an async class-based view's (sync) dispatch is called on the event loop:
             # Django runs sync views in a worker thread. Its handler returns a coroutine.
             return self.acall(view, request, args, kwargs)
-        served = bind(request, self.options(request, args, kwargs))
-        return served if served is not None else view(request, *args, **kwargs)
+        return bind(
+            request,
+            self.options(request, args, kwargs),
+            lambda: view(request, *args, **kwargs),
+            csrf=self.csrf,
+        )
 
     async def acall(
         self, view: Callable[..., Any], request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        served = await abind(request, self.options(request, args, kwargs))
-        if served is not None:
-            return served
-        result = view(request, *args, **kwargs)
-        return await result if inspect.isawaitable(result) else result
+        async def render() -> Any:
+            result = view(request, *args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return await abind(request, self.options(request, args, kwargs), render, csrf=self.csrf)
 
 
 def _in_event_loop() -> bool:
@@ -103,6 +109,7 @@ def _spec(
     stale_ttl: float,
     per_user: bool,
     query_params: Iterable[str] | None = None,
+    csrf: bool = True,
 ) -> _Spec:
     return _Spec(
         ttl,
@@ -112,6 +119,7 @@ def _spec(
         float(stale_ttl),
         per_user,
         query_allow_list(query_params),
+        bool(csrf),
     )
 
 
@@ -127,6 +135,7 @@ def cache_view(
     stale_ttl: float = 0,
     per_user: bool = False,
     query_params: Iterable[str] | None = None,
+    csrf: bool = True,
 ) -> Callable[[V], V]: ...
 def cache_view(
     ttl: Any = None,
@@ -137,8 +146,9 @@ def cache_view(
     stale_ttl: float = 0,
     per_user: bool = False,
     query_params: Iterable[str] | None = None,
+    csrf: bool = True,
 ) -> Any:
-    """Cache a view's pages through ``CacheMiddleware``.
+    """Cache a view's pages (stored by ``CacheMiddleware``, or by the decorator on its own).
 
     ``ttl``: seconds (default: the ``s-maxage``/``max-age`` of ``cache_control``, else the
     cache's default). ``models``: model classes (or ``"app_label.Model"``) whose saves
@@ -151,10 +161,13 @@ def cache_view(
     ``query_params``: the only query parameters that are part of the page's key (e.g.
     ``["page", "sort"]``); requests with others are answered from, and stored as, the page of
     their listed ones, so the view must not depend on the rest (see ``ViewOptions``).
+    ``csrf``: a page rendered with ``{% csrf_token %}`` is stored with a placeholder for the
+    token (without the CSRF cookie) and served with each client's own token and cookie;
+    ``csrf=False``: such pages are not stored.
     """
     if callable(ttl):  # bare @cache_view
         return cache_view()(ttl)
-    spec = _spec(ttl, models, tags, cache_control, stale_ttl, per_user, query_params)
+    spec = _spec(ttl, models, tags, cache_control, stale_ttl, per_user, query_params, csrf)
 
     def decorator(view: V) -> V:
         if iscoroutinefunction(view):
@@ -163,12 +176,14 @@ def cache_view(
             async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
                 return await spec.acall(view, request, args, kwargs)
 
+            async_wrapper.cachekit_view = spec  # type: ignore[attr-defined]
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(view)
         def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
             return spec.call(view, request, args, kwargs)
 
+        wrapper.cachekit_view = spec  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
@@ -189,6 +204,7 @@ class CacheViewMixin:
     cache_stale_ttl: float = 0
     cache_per_user: bool = False
     cache_query_params: Iterable[str] | None = None
+    cache_csrf: bool = True
 
     def get_cache_tags(self, request: HttpRequest, *args: Any, **kwargs: Any) -> list[str]:
         """The view's extra tags (beyond ``cache_models``) for this request."""
@@ -209,5 +225,6 @@ class CacheViewMixin:
             self.cache_stale_ttl,
             self.cache_per_user,
             self.cache_query_params,
+            self.cache_csrf,
         )
         return spec.call(super().dispatch, request, args, kwargs)  # type: ignore[misc]

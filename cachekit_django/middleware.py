@@ -4,15 +4,17 @@ Every decision (bypass, storable, key, validators, 304, Age, X-Cache) is made by
 ``cachekit_core.httpcache``; the adapter only translates (``cachekit_django._pages``). Per
 request:
 
-1. ``lookup`` before routing: a HIT or STALE page is served without calling the view.
-2. Otherwise the view runs. A ``cache_view``-decorated view first binds its options to the
-   lookup kept on the request (``bind`` / ``abind``), which snapshots its tags before it renders
-   and, for per-user views, looks the page up again under the user's key.
-3. ``store`` finishes every response: validators and 304s for all, storage for decorated views
-   (and, with ``CACHEKIT["HTTP"]["SHARED_CACHE"]``, for any response its headers allow).
+1. Nothing before routing (except with ``CACHEKIT["HTTP"]["SHARED_CACHE"]``, where any
+   response may be stored and is looked up first): a request that reaches no ``cache_view``
+   passes through untouched (no lookup, no Redis command, no ``X-Cache`` or ``ETag``).
+2. A ``cache_view``-decorated view looks its page up once routed (``bind`` / ``abind``), under
+   a key that covers the active language and time zone, and serves a HIT or STALE page.
+3. On the way out the middleware stores what a cached view rendered: validators, 304s and
+   storage, after the middleware below added their cookies and ``Vary``.
 
-Place it near the top of ``MIDDLEWARE``, above ``SessionMiddleware``, so that the cookies and
-``Vary`` the inner middleware add are seen before anything is stored.
+Place it near the top of ``MIDDLEWARE``, above ``SessionMiddleware``, ``CsrfViewMiddleware``
+and ``LocaleMiddleware`` (check W002), so that the cookies and ``Vary`` the inner middleware
+add are seen before anything is stored.
 
 The flow is written once as async code (``_async/pages.py``); the sync one is generated.
 """

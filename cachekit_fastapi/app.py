@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 
-from cachekit_core import Cache
+from cachekit_core import Cache, ConfigurationError
 from cachekit_core.httpcache import HttpCache, HttpSettings
+from cachekit_core.templates import TagSpec
 
 from .middleware import CacheMiddleware, UserFunc, http_settings
+from .routes import above_message, check_routes, endpoints_of
 from .routing import cache_endpoint
 
 __all__ = ["CacheKit"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CacheKit:
@@ -43,23 +47,60 @@ class CacheKit:
         # The settings as CacheMiddleware takes them: HttpSettings fields by name, applied to
         # ``settings`` or to FastAPI's defaults (Starlette's session cookie name).
         self.http = HttpCache(cache, http_settings(settings, options, "CacheKit"))
+        self.app = app
+        self.user = user
         app.add_middleware(CacheMiddleware, http=self.http, user=user)
-        _close_with_lifespan(app, cache)
+        _close_with_lifespan(app, cache, self.check)
 
-    # kit.cache(ttl, tags=..., cache_control=..., stale_ttl=..., per_user=...): the middleware
-    # finds the request's lookup by itself, so the decorator needs nothing of this kit.
-    cache = staticmethod(cache_endpoint)
+    def cache(
+        self,
+        ttl: float | None = None,
+        *,
+        tags: TagSpec = (),
+        cache_control: str | None = None,
+        stale_ttl: float = 0.0,
+        per_user: bool = False,
+        public: bool = False,
+        query_params: Iterable[str] | None = None,
+    ) -> Callable[[F], F]:
+        """``cache_endpoint`` (see there), which also raises at once when placed above
+        ``@app.get(...)`` on this app's router (FastAPI registered the bare function)."""
+        decorate = cache_endpoint(
+            ttl,
+            tags=tags,
+            cache_control=cache_control,
+            stale_ttl=stale_ttl,
+            per_user=per_user,
+            public=public,
+            query_params=query_params,
+        )
+
+        def checked(endpoint: F) -> F:
+            if id(endpoint) in endpoints_of(self.app.router):
+                raise ConfigurationError(above_message(endpoint))
+            return decorate(endpoint)
+
+        return checked
+
+    def check(self) -> None:
+        """Raise ``ConfigurationError`` for a ``kit.cache`` that could never cache (above the
+        route decorator, on a route without GET, ``per_user`` with nothing to identify the
+        user). Run when the app starts (lifespan), and by the middleware on the first request
+        (an app served without its lifespan)."""
+        check_routes(self.app.router, user_known=self.user is not None)
 
 
-def _close_with_lifespan(app: Starlette, cache: Cache) -> None:
+def _close_with_lifespan(app: Starlette, cache: Cache, check: Callable[[], None]) -> None:
     """Wrap the app's lifespan (the user's own, or Starlette's default) so the cache closes
-    after it: the user's shutdown code may still use the cache."""
+    after it (the user's shutdown code may still use the cache), and the routes are checked
+    when it starts."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         # Connections open lazily on first use (no I/O at start-up); only closing is owed.
         try:
+            check()  # every route is registered by now
             async with inner(app_) as state:
                 yield state
         finally:

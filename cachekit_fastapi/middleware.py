@@ -7,29 +7,51 @@ stale windows) is made by ``cachekit_core.httpcache.HttpCache``.
 
 Flow of one http request:
 
-1. ``alookup`` before routing: a HIT or STALE is sent at once, the wrapped app never runs.
-2. Otherwise the ``Lookup`` is published in a context variable (and ``scope["cachekit"]``)
-   for ``kit.cache`` endpoints, which bind their view options to it, and the app runs.
-3. The app's ``http.response.start`` is held until the first body message. A complete body in
+1. The request is matched against the app's routes (``routes.match_route``, as the router
+   will). A route that is not cached (no ``kit.cache``, and not shared-cache mode; no match)
+   passes through untouched: no lookup, no I/O, no header. An unsafe method passes through
+   too unless the URL's GET route is cached (its stored page is then invalidated, R4).
+2. A route whose dependency tree is empty apart from path and query parameters (``fast``):
+   ``alookup`` before routing; a HIT or STALE is sent at once, the app never runs.
+3. Any other cached route: no lookup yet. The ``PendingLookup`` is published in a context
+   variable (and ``scope["cachekit"]``) and the app runs; the ``kit.cache`` wrapper, called
+   once FastAPI resolved every dependency, makes the lookup and answers a hit itself (with
+   the fast path, it binds its options to the lookup made in step 2).
+4. The app's ``http.response.start`` is held until the first body message. A complete body in
    one message, up to ``max_body_size``, goes through ``astore`` (validators, storage,
    X-Cache, 304); anything else (``more_body``, too large, ``pathsend``, trailers) streams
-   through untouched and is never stored (S11).
+   through untouched and is never stored (S11). A request whose lookup was never made (a
+   dependency refused it) passes through untouched.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import URL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cachekit_core import Cache, http
-from cachekit_core.httpcache import HttpCache, HttpSettings, Lookup, Request, Response
+from cachekit_core.httpcache import (
+    MISS,
+    HttpCache,
+    HttpSettings,
+    Lookup,
+    Request,
+    Response,
+    ViewOptions,
+)
+from cachekit_core.results import now_us
+
+from .routes import RoutePlan, check_routes, match_route, plan_of, router_of
 
 __all__ = ["CacheMiddleware", "PendingLookup", "current_lookup", "http_settings"]
 
@@ -53,6 +75,12 @@ class PendingLookup:
     http: HttpCache
     lookup: Lookup
     bound: bool = False  # a view was bound: the outermost decorated endpoint wins
+    # No lookup was made yet: the kit.cache wrapper makes it inside the route, after the
+    # dependencies (a request refused before that passes through untouched).
+    deferred: bool = False
+    plan: RoutePlan | None = None  # the matched route's plan (None: routes unknown)
+    # The options of the URL's cached GET route, for the invalidation an unsafe method makes.
+    url_view: ViewOptions | None = None
 
 
 current_lookup: ContextVar[PendingLookup | None] = ContextVar(
@@ -120,17 +148,30 @@ class CacheMiddleware:
         self.app = app
         self.http = http
         self.user = user
+        self._checked: set[int] = set()  # routers whose kit.cache uses were checked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # websocket, lifespan: nothing to cache
             await self.app(scope, receive, send)
             return
-        request = self._request(scope)
-        lookup = await self.http.alookup(request, None)
-        if lookup.response is not None:  # HIT / STALE (or only-if-cached 504): no routing
-            await send_response(send, lookup.response, request.method)
+        mode, plan = self._route(scope)
+        if mode is _PASS:  # not a cached route: untouched, at no cost
+            await self.app(scope, receive, send)
             return
-        pending = PendingLookup(self.http, lookup)
+        url_view = None
+        if mode is _UNSAFE:  # the URL's GET is cached: invalidate it if this succeeds
+            url_view, plan = _base_view(plan), None
+        request = self._request(scope, plan)
+        if mode is _DEFERRED:
+            lookup = Lookup(request, None, MISS, since=now_us())
+        else:
+            lookup = await self.http.alookup(request, _base_view(plan))
+            if lookup.response is not None:  # HIT / STALE (or only-if-cached 504): no routing
+                await send_response(send, lookup.response, request.method)
+                return
+        pending = PendingLookup(
+            self.http, lookup, deferred=mode is _DEFERRED, plan=plan, url_view=url_view
+        )
         scope[SCOPE_KEY] = pending
         token = current_lookup.set(pending)
         exchange = _Exchange(self.http, scope, pending, send)
@@ -138,7 +179,7 @@ class CacheMiddleware:
             await self.app(scope, receive, exchange.send)
         except Exception:
             exchange.start = None  # a held start is dropped: the error handlers answer instead
-            if exchange.started or pending.lookup.stale is None:
+            if exchange.started or pending.deferred or pending.lookup.stale is None:
                 raise
             # stale-if-error: nothing went out yet and a stale copy is at hand. The core
             # decides from a 5xx response whether the copy may be served (R3); if it will
@@ -154,21 +195,103 @@ class CacheMiddleware:
             current_lookup.reset(token)
             await exchange.release()
 
-    def _request(self, scope: Scope) -> Request:
+    def _route(self, scope: Scope) -> tuple[object, RoutePlan | None]:
+        """How this request is handled (``_PASS``, ``_FAST``, ``_DEFERRED``, ``_UNSAFE``) and
+        the plan of the route it goes to (None when the app's routes cannot be seen)."""
+        router = router_of(scope.get("app")) or router_of(self.app)
+        safe = scope["method"] in ("GET", "HEAD")
+        if router is None:
+            # An app whose routes cannot be seen: a shared cache answers before it, as a
+            # proxy would; otherwise a kit.cache endpoint inside it makes the lookup.
+            if not safe:
+                return _UNSAFE, None
+            return (_FAST if self.http.settings.shared_cache else _DEFERRED), None
+        if id(router) not in self._checked:
+            check_routes(router, user_known=self.user is not None)
+            self._checked.add(id(router))
+        # HEAD as the GET it stands for (K7: answered from the GET's page), unsafe methods
+        # by the GET route of their URL (whose page they invalidate).
+        get = scope if scope["method"] == "GET" else {**scope, "method": "GET"}
+        route = match_route(router, get)
+        plan = plan_of(route) if route is not None else None
+        if plan is None or not self._cached(plan):
+            return _PASS, None
+        if not safe:
+            return _UNSAFE, plan
+        return (_FAST if plan.fast else _DEFERRED), plan
+
+    def _cached(self, plan: RoutePlan) -> bool:
+        """Whether the cache handles the route: decorated, or (shared-cache mode) a route whose
+        hits can skip nothing. Other routes with dependencies are cached only decorated: an
+        undecorated endpoint has no wrapper to answer a hit after its dependencies."""
+        return plan.options is not None or (self.http.settings.shared_cache and plan.fast)
+
+    def _request(self, scope: Scope, plan: RoutePlan | None) -> Request:
         raw_headers = scope.get("headers", ())
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
         # The raw path, byte for byte: two spellings of a path never share an entry (K6).
         raw = scope.get("raw_path")
         path = raw.split(b"?", 1)[0].decode("latin-1") if raw else scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        user = self.user(scope) if self.user is not None else None
+        options = plan.options if plan is not None else None
+        if options is not None and options.per_user and plan is not None and plan.credentials:
+            # A per-user page of a guarded route is keyed by the credentials its security
+            # scheme accepted (the route's dependencies check them before a hit is served).
+            user = self._credentials_user(user, plan, headers, query)
+        elif options is not None and options.public:
+            # The same page for everyone the route admits: the credentials are the route's
+            # business, and the cache sees the request without them.
+            headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
         return Request(
             method=scope["method"],
             scheme=scope.get("scheme", "http"),
             host=_host(scope),
             path=path,
-            query=scope.get("query_string", b"").decode("latin-1"),
+            query=query,
             headers=headers,
-            user=self.user(scope) if self.user is not None else None,
+            user=user,
         )
+
+    def _credentials_user(
+        self, user: str | None, plan: RoutePlan, headers: list[tuple[str, str]], query: str
+    ) -> str | None:
+        """``user`` with a digest of the credentials the route's schemes read, or None when
+        neither is there (the per-user page then bypasses the cache)."""
+        found = []
+        for credential in plan.credentials:
+            if credential.where == "header":
+                value = http.get_one(headers, credential.name)
+            elif credential.where == "cookie":
+                value = http.get_cookie(headers, credential.name)
+            else:
+                value = _query_value(query, credential.name)
+            if value:
+                found.append(f"{credential.where}:{credential.name}={value}")
+        if not found:
+            return user
+        material = "\n".join(found).encode("utf-8", "surrogateescape")
+        key = self.http.cache.secret_key or b"cachekit-credentials"
+        digest = hmac.new(key, material, hashlib.sha256).hexdigest()[:32]
+        return f"{user}|cred:{digest}" if user is not None else f"cred:{digest}"
+
+
+#: How ``CacheMiddleware`` handles a request (``_route``).
+_PASS, _FAST, _DEFERRED, _UNSAFE = object(), object(), object(), object()
+
+
+def _base_view(plan: RoutePlan | None) -> ViewOptions | None:
+    """The view options of a decorated route before its tags are known (None: undecorated)."""
+    if plan is None or plan.options is None:
+        return None
+    return plan.options.view()
+
+
+def _query_value(query: str, name: str) -> str | None:
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == name:
+            return value
+    return None
 
 
 class _Exchange:
@@ -186,6 +309,9 @@ class _Exchange:
         self.settled = False  # astore ran (or the claim was dropped): never release twice
 
     async def send(self, message: Message) -> None:
+        if self.pending.deferred:  # no lookup was made (a dependency answered): untouched
+            await self.downstream(message)
+            return
         if message["type"] == "http.response.start" and not self.started and self.start is None:
             self.start = message
             return
@@ -219,6 +345,12 @@ class _Exchange:
             return
         status: int = start["status"]
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+        plan = self.pending.plan
+        if plan is not None and plan.vary and status < 500:
+            # The headers and cookies the route declared (Header(), Cookie()): the page
+            # varies on them, so they are part of its key (and downstream caches know).
+            vary = http.patch_vary(http.get_all(headers, "vary"), *plan.vary)
+            headers = [(k, v) for k, v in headers if k.lower() != "vary"] + [("Vary", vary)]
         if self.scope.get(SESSION_ACCESSED):
             # S10: a response that read the session depends on the Cookie header.
             vary = http.patch_vary(http.get_all(headers, "vary"), "Cookie")
@@ -244,12 +376,13 @@ class _Exchange:
         # R4: before anything goes out, so the client's next GET cannot see the old entry.
         request = self.pending.lookup.request
         if http.invalidates_stored(request.method, status):
-            await self.http.ainvalidate_url(request, self.pending.lookup.view)
+            view = self.pending.url_view or self.pending.lookup.view
+            await self.http.ainvalidate_url(request, view)
 
     async def release(self) -> None:
         """Drop this request's claim on re-rendering a stale entry when nothing was stored
         (the app streamed, sent nothing, or raised), so the next request re-renders."""
-        if self.settled:
+        if self.settled or self.pending.deferred:
             return
         self.settled = True
         await self.http.arelease(self.pending.lookup)

@@ -123,6 +123,7 @@ PRIVATE = [
     "mget",
     "nothing",
     "remove",
+    "poll",
     "eval_pipelined",
     "take_snapshot",
     "delete_records_on",

@@ -137,6 +137,7 @@ class EngineCore:
         self._corrupt_log = Throttle()
         # In-process claims (memory-only caches): key -> (monotonic expiry, owner token).
         self._claims: dict[str, tuple[float, str]] = {}
+        self._claims_lock = threading.Lock()  # check-and-take is one step across threads
         self.counters = Counters()
         # Race guards (see _races.py): a delete's tombstone outlives any loader that holds the
         # key's lock; this process's own deletes and tag bumps, for its L1 (all there is to a
@@ -416,21 +417,23 @@ class EngineCore:
 
     # -- in-process claims (a memory-only cache's locks) --------------------------------------
     def _claim_local(self, key: str, seconds: float) -> str | None:
-        now = time.monotonic()
-        current = self._claims.get(key)
-        if current is not None and current[0] > now:
-            return None
-        if len(self._claims) > 10_000:
-            self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
-        token = secrets.token_hex(16)
-        self._claims[key] = (now + seconds, token)
-        return token
+        with self._claims_lock:
+            now = time.monotonic()
+            current = self._claims.get(key)
+            if current is not None and current[0] > now:
+                return None
+            if len(self._claims) > 10_000:
+                self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
+            token = secrets.token_hex(16)
+            self._claims[key] = (now + seconds, token)
+            return token
 
     def _release_local(self, key: str, token: str) -> None:
         # Only the claim's owner releases it: a late release must not free someone else's.
-        current = self._claims.get(key)
-        if current is not None and current[1] == token:
-            del self._claims[key]
+        with self._claims_lock:
+            current = self._claims.get(key)
+            if current is not None and current[1] == token:
+                del self._claims[key]
 
     # -- observability -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ entry (an unsafe method on the URL) thus orphans every variant at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from .. import http
+from .._concurrency import AsyncFlight, AsyncFlights, SyncFlight, SyncFlights
 from ..engine import Engine
 from ..entry import Entry
 from ..exceptions import ConfigurationError
@@ -48,6 +50,9 @@ class Request:
     query: str
     headers: Sequence[tuple[str, str]]
     user: str | None = None  # the user id, for per-user views
+    # More of the key, from the adapter: what the page depends on beyond the URL (Django: the
+    # active language and time zone, as its own cache_page keys them). "" for none.
+    variant: str = ""
 
 
 @dataclass(slots=True)
@@ -171,6 +176,13 @@ class HttpSettings:
     cacheable_statuses: frozenset[int] = frozenset({200})
     session_cookie: str | None = None  # requests carrying it bypass unless per_user (S9)
     shared_cache: bool = False  # also store undecorated responses by their own headers
+    # X-Cache-Reason on every response the cache handled: why it was a MISS / BYPASS / not
+    # stored (R11). Off by default: it tells anyone why a page was not served from storage,
+    # e.g. ``expired`` says another client requested it before.
+    debug_headers: bool = False
+    # Read Surrogate-Control (W3C Edge Architecture) as this cache's Cache-Control, and remove
+    # it before the response leaves (S19). False: ignore it and pass it on (a CDN in front).
+    surrogate_control: bool = True
 
     _TOKEN: ClassVar[re.Pattern[str]] = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -186,7 +198,8 @@ class HttpSettings:
         cdn = self.cdn_cache_control
         if cdn is not None and any(ord(c) < 32 or ord(c) == 127 for c in cdn):
             raise self._invalid("cdn_cache_control", cdn, "must not contain control characters")
-        for name in ("honour_request_no_cache", "shared_cache"):
+        for name in ("honour_request_no_cache", "shared_cache", "debug_headers",
+                     "surrogate_control"):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise self._invalid(name, getattr(self, name), "must be True or False")
         size = self.max_body_size
@@ -260,6 +273,31 @@ class Lookup:
     # When the lookup was made (results.now_us; 0: unknown): an invalidation of the URL or of
     # a tag after it refuses the rendered page, wherever the view's tags are bound.
     since: int = 0
+    # Why this request was a MISS or BYPASS, when the flow or an adapter knows better than
+    # ``_prepare`` can tell (e.g. ``uncommitted-writes``); "": ``_prepare`` decides (R11).
+    reason: str = ""
+    # Coalescing (concurrent misses on one key render once): the key ``claim`` holds (""
+    # while none), whether this request renders for others waiting on a miss (when its
+    # response is not stored, it leaves a hit-for-miss marker so they render for themselves),
+    # and whether the claim-or-wait step already ran for this lookup.
+    claim_key: str = ""
+    leads: bool = False
+    coalesced: bool = False
+    # The in-process flight this lookup leads (the other requests of this process for the
+    # same page wait on it instead of polling Redis); finished when its claim is released.
+    flight: Any = None
+
+
+#: Stored under a page's key when its rendered response could not be stored (Varnish's
+#: "hit-for-miss"): requests that find it render at once, without waiting on a claim, and
+#: may store what they render (a storable response replaces it). Kept for
+#: ``min(ttl, HIT_FOR_MISS_TTL)`` seconds.
+HIT_FOR_MISS: dict[str, Any] = {"hfm": 1}
+HIT_FOR_MISS_TTL = 10.0
+
+
+def is_hit_for_miss(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("hfm") == 1 and "s" not in value
 
 
 class HttpCacheBase:
@@ -267,6 +305,29 @@ class HttpCacheBase:
         self.cache = cache
         self.settings = settings or HttpSettings()
         self._store_log = Throttle()
+        # One waiter per process (and event loop) polls Redis for a page being rendered
+        # elsewhere; the process's other requests for it wait here, costing Redis nothing.
+        self._flights = SyncFlights()
+        self._aflights = AsyncFlights()
+
+    def _end_flight(
+        self, key: str, flight: SyncFlight | AsyncFlight, error: BaseException | None = None
+    ) -> None:
+        """Wake the requests waiting on ``flight``, whichever side made it: a lookup made on an
+        event loop may be released from a thread (Django runs sync views in one), and the
+        reverse."""
+        if isinstance(flight, SyncFlight):
+            self._flights.finish(key, flight, error=error)
+            return
+        loop = flight.future.get_loop()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._aflights.finish(key, flight, error=error)
+        elif not loop.is_closed():  # a future is only ever completed on its own loop
+            loop.call_soon_threadsafe(self._aflights.finish, key, flight, None, error)
 
     # -- keys ----------------------------------------------------------------------------------
     # ``params``: the view's query-parameter allow-list (None: the whole query is keyed).
@@ -274,6 +335,8 @@ class HttpCacheBase:
         self, request: Request, per_user: bool, params: Collection[str] | None = None
     ) -> str:
         user = f"user={request.user}" if per_user else ""
+        if request.variant:
+            user += f"|{request.variant}"
         return "http:" + http.request_cache_key(
             request.method, request.scheme, request.host, request.path, request.query, (),
             request.headers, extra=user, query_params=params,
@@ -287,6 +350,8 @@ class HttpCacheBase:
         params: Collection[str] | None = None,
     ) -> str:
         user = f"user={request.user}" if per_user else ""
+        if request.variant:
+            user += f"|{request.variant}"
         return "http:" + http.request_cache_key(
             request.method, request.scheme, request.host, request.path, request.query,
             marker.vary, request.headers, extra=f"{user}|{marker.gen}", query_params=params,
@@ -310,26 +375,47 @@ class HttpCacheBase:
         )
 
     # -- serving -------------------------------------------------------------------------------
-    def _serve(self, request: Request, stored: StoredResponse, state: str) -> Response:
-        """A stored response as sent: current Age, X-Cache, 304 or HEAD handled (R1, R2, K7)."""
-        drop = {"age"}
+    def _serve(
+        self, request: Request, stored: StoredResponse, state: str, reason: str | None = None
+    ) -> Response:
+        """A stored response as sent: current Age, X-Cache, 304 or HEAD handled (R1, R2, K7).
+        ``reason``: the X-Cache-Reason debug value (R11); by default ``fresh`` for a HIT,
+        ``stale-while-revalidate`` for STALE."""
+        drop = {"age", "surrogate-control"}
         if self.settings.header_name:
             drop.add(self.settings.header_name.lower())
+        if self.settings.debug_headers:
+            drop.add(http.X_CACHE_REASON_HEADER.lower())
         headers = [(k, v) for k, v in stored.headers if k.lower() not in drop]
+        # stored_at already counts the age the response arrived with (R9).
         headers.append(("Age", http.age_header(stored.stored_at, self.cache.clock())))
-        return self._finish(request, Response(stored.status, headers, stored.body), state)
+        if reason is None:
+            reason = "fresh" if state == HIT else "stale-while-revalidate"
+        return self._finish(request, Response(stored.status, headers, stored.body), state, reason)
 
-    def _finish(self, request: Request, response: Response, state: str) -> Response:
-        """Add X-Cache, then answer 304 or strip the body of a HEAD as the request asks."""
-        if self.settings.header_name:
-            response.headers = [
-                (k, v)
-                for k, v in response.headers
-                if k.lower() != self.settings.header_name.lower()
-            ]
-            response.headers.append((self.settings.header_name, state))
+    def _finish(
+        self, request: Request, response: Response, state: str, reason: str | None = None
+    ) -> Response:
+        """Add X-Cache (and X-Cache-Reason when ``debug_headers`` and a ``reason`` is given),
+        drop Surrogate-Control (S19), then answer 304 or strip the body of a HEAD as the
+        request asks. A 304 keeps what RFC 9110 §15.4.5 asks of it, and these headers (C7)."""
+        settings = self.settings
+        name = settings.header_name
+        keep: list[str] = []
+        if settings.surrogate_control or name:
+            drop = {name.lower()} if name else set()
+            if settings.surrogate_control:
+                drop.add("surrogate-control")
+            response.headers = [(k, v) for k, v in response.headers if k.lower() not in drop]
+        if name:
+            response.headers.append((name, state))
+            keep.append(name)
+        if settings.debug_headers:
+            keep.append(http.X_CACHE_REASON_HEADER)
+            if reason is not None:
+                _set(response.headers, http.X_CACHE_REASON_HEADER, reason)
         if http.not_modified(request.method, request.headers, response.status, response.headers):
-            return Response(304, http.not_modified_headers(response.headers), b"")
+            return Response(304, http.not_modified_headers(response.headers, keep=keep), b"")
         if request.method == "HEAD":
             return Response(response.status, response.headers, b"")
         return response
@@ -337,7 +423,29 @@ class HttpCacheBase:
     # -- storing -------------------------------------------------------------------------------
     def _prepare(self, lookup: Lookup, response: Response) -> tuple[float, float, float] | None:
         """Add validators and declared headers; if the response may be stored, return
-        (ttl, seconds to keep it past freshness, seconds it may be served STALE)."""
+        (ttl, seconds to keep it past freshness, seconds it may be served STALE).
+
+        Also decides why (R11): ``lookup.reason`` is set (when the flow left it empty) and,
+        with ``debug_headers``, sent as X-Cache-Reason."""
+        plan, reason = self._plan(lookup, response)
+        lookup.reason = reason
+        if self.settings.debug_headers:
+            _set(response.headers, http.X_CACHE_REASON_HEADER, reason)
+        return plan
+
+    def _miss_reason(self, lookup: Lookup) -> str:
+        """Why the lookup found nothing to serve: ``expired`` (a stale copy was found),
+        ``vary-miss`` (other variants of the URL are stored, not this one), ``cold``
+        (nothing: never stored, evicted, or invalidated; the engine does not say which)."""
+        if lookup.reason:
+            return lookup.reason
+        if lookup.stale is not None:
+            return "expired"
+        return "vary-miss" if lookup.marker is not None else "cold"
+
+    def _plan(
+        self, lookup: Lookup, response: Response
+    ) -> tuple[tuple[float, float, float] | None, str]:
         view, request, settings = lookup.view, lookup.request, self.settings
         headers = response.headers
         if (
@@ -347,18 +455,26 @@ class HttpCacheBase:
             and not http.get_all(headers, "etag")
         ):
             headers.append(("ETag", http.strong_etag(response.body)))  # C10, C11
+        per_user = view is not None and view.per_user
         if view is not None:
             if view.cache_control and not http.get_all(headers, "cache-control"):
                 headers.append(("Cache-Control", view.cache_control))
-            if view.per_user:
+            if per_user:
                 _set(headers, "Cache-Control", http.patch_cache_control(
                     http.get_one(headers, "cache-control"), private=True
                 ))  # fmt: skip
-        if lookup.state == BYPASS or (view is None and not settings.shared_cache):
-            return None
+            if response.status == 304:
+                self._cdn_cache_control(headers, per_user)  # C7: as its 200 would carry
+        if lookup.state == BYPASS:
+            if lookup.reason:
+                return None, lookup.reason
+            why = self.bypass_reason(request, view)
+            # None: the adapter said the response is personal (astore(personal=True)).
+            return None, "personal" if why is None else http.bypass_code(why)
+        if view is None and not settings.shared_cache:
+            return None, "undecorated"
         if len(response.body) > settings.max_body_size:
-            return None
-        per_user = view is not None and view.per_user
+            return None, "too-large"
         decision = http.storable(
             response.status,
             headers,
@@ -368,31 +484,64 @@ class HttpCacheBase:
             cacheable_statuses=settings.cacheable_statuses,
             request_has_authorization=bool(http.get_one(request.headers, "authorization")),
             now=self.cache.clock(),
+            surrogate=settings.surrogate_control,
         )
         if not decision.ok:
-            return None
+            return None, decision.code
         cc = decision.cache_control or http.response_cache_control(headers)
-        if settings.cdn_cache_control and not per_user and not cc.private:
-            _set(headers, "CDN-Cache-Control", settings.cdn_cache_control)
+        self._cdn_cache_control(headers, per_user, cc)
+        reason = self._miss_reason(lookup)
+        if lookup.snapshot.stale:
+            # A tag was invalidated while the page rendered: the engine will not keep it.
+            reason = "tag-invalidated"
         if view is None:  # shared-cache mode: the response's own freshness rules (S16)
             if not decision.ttl:
-                return None
+                return None, "already-stale"
             swr, sie = decision.stale_while_revalidate, decision.stale_if_error
-            return decision.ttl, max(swr, sie), swr
+            return (decision.ttl, max(swr, sie), swr), reason
         ttl = view.ttl
+        if ttl is None and decision.surrogate is not None:
+            ttl = decision.surrogate.max_age  # S19: Surrogate-Control speaks to this cache
         if ttl is None:
             ttl = cc.s_maxage if cc.s_maxage is not None and not per_user else cc.max_age
         if ttl is None:
             ttl = self.cache.default_ttl
-        return (float(ttl) if ttl is not None else 300.0), view.stale_ttl, view.stale_ttl
+        plan = (float(ttl) if ttl is not None else 300.0), view.stale_ttl, view.stale_ttl
+        return plan, reason
 
-    def _stored(self, response: Response, revalidate_window: float) -> StoredResponse:
-        drop = (self.settings.header_name,) if self.settings.header_name else ()
+    def _cdn_cache_control(
+        self, headers: Headers, per_user: bool, cc: http.CacheControl | None = None
+    ) -> None:
+        """CDN-Cache-Control, when configured, on a response a CDN may keep (R7)."""
+        if not self.settings.cdn_cache_control or per_user:
+            return
+        if cc is None:
+            cc = http.response_cache_control(headers)
+        if not (cc.private or cc.no_store):
+            _set(headers, "CDN-Cache-Control", self.settings.cdn_cache_control)
+
+    def _stored(
+        self, response: Response, revalidate_window: float, *, origin_driven: bool = False
+    ) -> StoredResponse:
+        """The response as kept: no hop-by-hop or Connection-named fields (S17), no X-Cache,
+        X-Cache-Reason or Surrogate-Control. ``origin_driven`` (shared-cache mode, where the
+        TTL already counted it): ``stored_at`` is moved back by the age the response arrived
+        with (RFC 9111 §4.2.3), so the Age sent is that age plus the time spent here (R9). A
+        decorated view is the origin: its page is 0 s old when stored (R1)."""
+        settings = self.settings
+        drop = [settings.header_name] if settings.header_name else []
+        if settings.debug_headers:
+            drop.append(http.X_CACHE_REASON_HEADER)
+        if settings.surrogate_control:
+            drop.append("Surrogate-Control")
         headers = http.strip_for_storage(response.headers, drop=drop)
         now = self.cache.clock()
         if not http.get_all(headers, "date"):
             headers.append(("Date", http.http_date(now)))  # R2: served unchanged
-        return StoredResponse(response.status, headers, response.body, now, revalidate_window)
+        initial_age = http.current_age(response.headers, now) if origin_driven else 0.0
+        return StoredResponse(
+            response.status, headers, response.body, now - initial_age, revalidate_window
+        )
 
     def _not_stored(self, lookup: Lookup, exc: Exception) -> None:
         if self._store_log.ready():
@@ -407,7 +556,12 @@ class HttpCacheBase:
         """stale-if-error: a 5xx with a stale copy at hand serves the copy instead."""
         if response.status < 500 or lookup.stale is None:
             return None
-        return self._serve(lookup.request, lookup.stale, STALE)
+        return self._serve(lookup.request, lookup.stale, STALE, "stale-if-error")
+
+    def _hit_for_miss_ttl(self, lookup: Lookup) -> float:
+        view = lookup.view
+        ttl = view.ttl if view is not None and view.ttl is not None else self.cache.default_ttl
+        return HIT_FOR_MISS_TTL if ttl is None else min(float(ttl), HIT_FOR_MISS_TTL)
 
     def _state_of(self, entry: Entry) -> str:
         return HIT if self.cache.clock() < entry.fresh_until else STALE

@@ -74,6 +74,8 @@ class _Pending:
 
     def __init__(self) -> None:
         self.bound = False
+        self.deferred = False  # the lookup was made before routing
+        self.plan = None
         self.lookup = SimpleNamespace(response=None)
         self.http = self
         self.views: list[Any] = []

@@ -30,7 +30,7 @@ from cachekit_django.middleware import get_http_cache
 
 from .shopapp import views
 from .shopapp.models import Product
-from .shopapp.testing import renders, stored, url, use_cachekit, x_cache
+from .shopapp.testing import page_request, renders, stored, url, use_cachekit, x_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -457,6 +457,9 @@ def test_K8_languages_and_encodings_get_their_own_entries(settings: Any, client:
 
 
 # =========================================================================== validators
+# ``/static/`` is not decorated: cachekit handles it only in shared-cache mode (where it is
+# not stored: no explicit freshness), so its "miss" cases run there (issue 10, item 4: other
+# undecorated responses pass through untouched).
 
 
 def _etag(client: Client, path: str) -> str:
@@ -464,7 +467,8 @@ def _etag(client: Client, path: str) -> str:
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["miss", "hit"])
-def test_C1_if_none_match_uses_weak_comparison(client: Client, cached: bool) -> None:
+def test_C1_if_none_match_uses_weak_comparison(settings: Any, client: Client, cached: bool) -> None:
+    shared(settings)
     path = "/echo/?k=c1" if cached else "/static/"
     etag = _etag(client, path)
     for sent in (etag, f"W/{etag}"):
@@ -475,7 +479,10 @@ def test_C1_if_none_match_uses_weak_comparison(client: Client, cached: bool) -> 
 
 
 @pytest.mark.parametrize("method", ["get", "head"])
-def test_C2_if_none_match_lists_whitespace_and_star(client: Client, method: str) -> None:
+def test_C2_if_none_match_lists_whitespace_and_star(
+    settings: Any, client: Client, method: str
+) -> None:
+    shared(settings)
     etag = _etag(client, "/static/")
     for sent in (f'"nope", {etag}', f"  {etag}  ", f'"a",W/"b" , {etag}', "*"):
         response = getattr(client, method)("/static/", headers={"If-None-Match": sent})
@@ -483,14 +490,16 @@ def test_C2_if_none_match_lists_whitespace_and_star(client: Client, method: str)
     assert client.get("/static/", headers={"If-None-Match": '"nope"'}).status_code == 200
 
 
-def test_C3_if_none_match_present_ignores_if_modified_since(client: Client) -> None:
+def test_C3_if_none_match_present_ignores_if_modified_since(settings: Any, client: Client) -> None:
+    shared(settings)
     modified = http_date(time.time() - 3600)
     path = url("/static/", f"Last-Modified: {modified}")
     headers = {"If-None-Match": '"other"', "If-Modified-Since": http_date(time.time())}
     assert client.get(path, headers=headers).status_code == 200
 
 
-def test_C4_if_modified_since(client: Client) -> None:
+def test_C4_if_modified_since(settings: Any, client: Client) -> None:
+    shared(settings)
     modified = time.time() - 3600
     path = url("/static/", f"Last-Modified: {http_date(modified)}")
     ims = client.get(path, headers={"If-Modified-Since": http_date(time.time())})
@@ -527,11 +536,14 @@ def test_C6_if_match_and_if_unmodified_since_are_left_to_the_app(client: Client)
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["miss", "hit"])
-def test_C7_a_304_carries_the_caching_headers_of_the_200(client: Client, cached: bool) -> None:
+def test_C7_a_304_carries_the_caching_headers_of_the_200(
+    settings: Any, client: Client, cached: bool
+) -> None:
+    shared(settings)
     expires = http_date(time.time() + 60)
     path = url(
         "/echo/" if cached else "/static/",
-        "Cache-Control: public, max-age=60",
+        "Cache-Control: public, max-age=60" + ("" if cached else ", no-cache"),
         f"Expires: {expires}",
         "Vary: Accept-Language",
         "Content-Location: /here",
@@ -548,7 +560,8 @@ def test_C7_a_304_carries_the_caching_headers_of_the_200(client: Client, cached:
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["miss", "hit"])
-def test_C8_a_304_has_no_content(client: Client, cached: bool) -> None:
+def test_C8_a_304_has_no_content(settings: Any, client: Client, cached: bool) -> None:
+    shared(settings)
     path = "/echo/?k=c8" if cached else "/static/"
     etag = _etag(client, path)
     response = client.get(path, headers={"If-None-Match": etag})
@@ -568,7 +581,7 @@ def test_C10_the_etag_is_a_hash_of_the_bytes_sent(settings: Any, client: Client)
     assert client.get("/products/").headers["ETag"] != before
     # Compressed below cachekit: the core hashes the gzip bytes, so the codings differ.
     # (A Client loads MIDDLEWARE on its first request: a new one per middleware order.)
-    use_cachekit(settings, middleware=[GZIP, *settings.MIDDLEWARE])
+    use_cachekit(settings, middleware=[GZIP, *settings.MIDDLEWARE], http={"SHARED_CACHE": True})
     below = Client()
     identity = below.get("/static/", data={"pad": 500})
     zipped = below.get("/static/", data={"pad": 500}, headers={"Accept-Encoding": "gzip"})
@@ -582,7 +595,8 @@ def test_C10_the_etag_is_a_hash_of_the_bytes_sent(settings: Any, client: Client)
     assert above.headers["ETag"] == "W/" + identity.headers["ETag"]
 
 
-def test_C11_etags_are_valid_and_app_etags_are_kept(client: Client) -> None:
+def test_C11_etags_are_valid_and_app_etags_are_kept(settings: Any, client: Client) -> None:
+    shared(settings)
     generated = _etag(client, "/static/")
     assert generated.startswith('"') and generated.endswith('"') and len(generated) > 2
     path = url("/echo/", 'ETag: "app-tag"')
@@ -616,7 +630,7 @@ def test_R2_the_stored_date_is_served_unchanged(client: Client, clock: Clock) ->
 
 def _claim_rerender(path: str, query: str) -> None:
     """Another request is re-rendering the stale page right now (it holds the claim)."""
-    lookup = get_http_cache().lookup(Request("GET", "http", "testserver", path, query, []))
+    lookup = get_http_cache().lookup(page_request(path, query))
     assert lookup.claim is not None
 
 
@@ -647,8 +661,14 @@ def test_R3_shared_mode_follows_stale_while_revalidate(
     client.get(path)
     clock.advance(11)
     query = path.partition("?")[2]
-    lookup = get_http_cache().lookup(Request("GET", "http", "testserver", "/plain/", query, []))
-    assert (lookup.claim is not None) is serves_stale
+    http = get_http_cache()
+    lookup = http.lookup(Request("GET", "http", "testserver", "/plain/", query, []))
+    # Either way this request holds the key's claim: inside the window to re-render while the
+    # others are served STALE; past it to render a miss the others wait for (coalescing).
+    assert lookup.claim is not None and lookup.response is None
+    assert lookup.leads is not serves_stale
+    if not serves_stale:
+        http.release(lookup)  # rendered nothing: the next request renders for itself
     assert (x_cache(client.get(path)) == "STALE") is serves_stale
 
 
@@ -722,3 +742,32 @@ def test_R8_tag_invalidation_rerenders_pages(client: Client) -> None:
     client.get("/echo/?k=r8")
     invalidate_tags("echo")  # an explicit tag
     assert x_cache(client.get("/echo/?k=r8")) == "MISS"
+
+
+# =========================================================================== R11, S19
+
+
+def test_R11_debug_headers_say_why_through_the_middleware(settings: Any, client: Client) -> None:
+    use_cachekit(settings, http={"DEBUG_HEADERS": True})
+    path = "/echo/?k=r11"
+    first, second = client.get(path), client.get(path)
+    assert (x_cache(first), first.headers.get("X-Cache-Reason")) == ("MISS", "cold")
+    assert (x_cache(second), second.headers.get("X-Cache-Reason")) == ("HIT", "fresh")
+    bypass = client.get(path, headers={"Authorization": "Bearer x"})
+    assert (x_cache(bypass), bypass.headers.get("X-Cache-Reason")) == ("BYPASS", "authorization")
+    cookie = client.get(url("/echo/", cookie="theme=new"))
+    assert (x_cache(cookie), cookie.headers.get("X-Cache-Reason")) == ("MISS", "sets-cookie")
+    private = client.get(url("/echo/", "Cache-Control: private"))
+    assert private.headers.get("X-Cache-Reason") == "private"
+
+
+def test_R11_no_reason_header_by_default(client: Client) -> None:
+    for response in (client.get("/echo/?k=r11off"), client.get("/echo/?k=r11off")):
+        assert "X-Cache-Reason" not in response.headers
+
+
+def test_S19_surrogate_control_never_leaves_through_the_middleware(client: Client) -> None:
+    path = url("/echo/", "Surrogate-Control: no-store", k="s19")
+    first, second = client.get(path), client.get(path)
+    assert renders(second) > renders(first)  # not stored, whatever Cache-Control says
+    assert "Surrogate-Control" not in first.headers and "Surrogate-Control" not in second.headers

@@ -13,14 +13,14 @@ from django.db import connections, transaction
 from django.test import Client
 
 from cachekit_core import CacheUnavailable
-from cachekit_core.httpcache import Request, Response, ViewOptions
+from cachekit_core.httpcache import Response, ViewOptions
 from cachekit_django import invalidate_model, invalidate_tags, tag_for
 from cachekit_django._sql import written_tables
 from cachekit_django._transactions import _CommitFlush
 from cachekit_django.middleware import get_http_cache
 
 from .shopapp.models import Category, DigitalProduct, FeaturedProduct, Product
-from .shopapp.testing import use_cachekit, x_cache
+from .shopapp.testing import page_request, use_cachekit, x_cache
 
 ALIASES = list(django_settings.DATABASES)  # "postgres" only when it is reachable
 pytestmark = pytest.mark.django_db(databases=ALIASES)
@@ -60,7 +60,7 @@ class Pages:
 def store_page(path: str, alias: str, body: bytes, tags: list[str]) -> None:
     """What a reader on another connection does: render (old data) and store the page."""
     http = get_http_cache()
-    lookup = http.lookup(Request("GET", "http", "testserver", path, f"db={alias}", []))
+    lookup = http.lookup(page_request(path, f"db={alias}"))
     lookup = http.bind_view(lookup, ViewOptions(ttl=60, tags=tuple(tags)))
     http.store(lookup, Response(200, [("Content-Type", "text/plain")], body))
 

@@ -1135,3 +1135,36 @@ async def test_R8_tag_invalidation_reaches_other_processes(redis_url: str) -> No
     finally:
         await ours.aclose()
         await theirs.aclose()
+
+
+# ------------------------------------------------------------------------------ R11 debug
+
+
+async def test_R11_debug_headers_say_why_through_cachekit(cache: Cache) -> None:
+    site = Site(cache, debug_headers=True)
+    async with client(site.app) as c:
+        first, second = await c.get("/r"), await c.get("/r")
+        assert (xc(first), first.headers.get("x-cache-reason")) == ("MISS", "cold")
+        assert (xc(second), second.headers.get("x-cache-reason")) == ("HIT", "fresh")
+        bypass = await c.get("/r", headers={"Authorization": "Bearer x"})
+        assert (xc(bypass), bypass.headers.get("x-cache-reason")) == ("BYPASS", "authorization")
+        site.with_headers(("Set-Cookie", "a=1"))
+        cookie = await c.get("/products/1")
+        assert (xc(cookie), cookie.headers.get("x-cache-reason")) == ("MISS", "sets-cookie")
+
+
+async def test_R11_no_reason_header_by_default(cache: Cache) -> None:
+    site = Site(cache)
+    async with client(site.app) as c:
+        for response in (await c.get("/r"), await c.get("/r")):
+            assert "x-cache-reason" not in response.headers
+
+
+async def test_S19_surrogate_control_never_leaves_through_cachekit(cache: Cache) -> None:
+    site = Site(cache, {"ttl": None})
+    site.with_headers(("Cache-Control", "no-cache"), ("Surrogate-Control", "max-age=60"))
+    async with client(site.app) as c:
+        first, second = await c.get("/r"), await c.get("/r")
+    assert (xc(first), xc(second)) == ("MISS", "HIT")
+    assert (first.text, second.text) == ("render 1", "render 1")
+    assert "surrogate-control" not in first.headers and "surrogate-control" not in second.headers

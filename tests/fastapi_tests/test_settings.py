@@ -86,7 +86,8 @@ def test_from_mapping_names_the_valid_keys() -> None:
         HttpSettings.from_mapping({"SHARED": True})
     assert str(caught.value) == (
         "unknown HTTP setting 'SHARED'; valid keys: HEADER_NAME, CDN_CACHE_CONTROL, "
-        "HONOUR_REQUEST_NO_CACHE, MAX_BODY_SIZE, CACHEABLE_STATUSES, SESSION_COOKIE, SHARED_CACHE"
+        "HONOUR_REQUEST_NO_CACHE, MAX_BODY_SIZE, CACHEABLE_STATUSES, SESSION_COOKIE, SHARED_CACHE, "
+        "DEBUG_HEADERS, SURROGATE_CONTROL"
     )
     with pytest.raises(ConfigurationError, match="unknown HTTP setting 'shared_cache'"):
         HttpSettings.from_mapping({"shared_cache": True})  # UPPER_CASE keys only

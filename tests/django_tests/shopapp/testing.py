@@ -8,6 +8,8 @@ from urllib.parse import urlencode
 
 from django.http import HttpResponseBase
 
+from cachekit_core.httpcache import Request
+
 CACHE_MIDDLEWARE = "cachekit_django.middleware.CacheMiddleware"
 BACKEND = "cachekit_django.cache.CachekitCache"
 
@@ -55,3 +57,14 @@ def stored(client: Any, path: str, **extra: Any) -> bool:
     first = client.get(path, **extra)
     second = client.get(path, **extra)
     return x_cache(second) == "HIT" and second.content == first.content
+
+
+def page_request(path: str, query: str = "", method: str = "GET") -> Request:
+    """The core ``Request`` of a decorated view's page as ``cache_view`` keys it: the URL and
+    the active language and time zone (``cachekit_django._pages.key_variant``)."""
+    from django.test import RequestFactory
+
+    from cachekit_django._pages import key_variant
+
+    variant = key_variant(RequestFactory().get(path))
+    return Request(method, "http", "testserver", path, query, [], variant=variant)
