@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -10,7 +10,6 @@ from starlette.applications import Starlette
 
 from cachekit_core import Cache, ConfigurationError
 from cachekit_core.httpcache import HttpCache, HttpSettings
-from cachekit_core.templates import TagSpec
 
 from .middleware import CacheMiddleware, UserFunc, http_settings
 from .routes import above_message, check_routes, endpoints_of
@@ -52,28 +51,11 @@ class CacheKit:
         app.add_middleware(CacheMiddleware, http=self.http, user=user)
         _close_with_lifespan(app, cache, self.check)
 
-    def cache(
-        self,
-        ttl: float | None = None,
-        *,
-        tags: TagSpec = (),
-        cache_control: str | None = None,
-        stale_ttl: float = 0.0,
-        per_user: bool = False,
-        public: bool = False,
-        query_params: Iterable[str] | None = None,
-    ) -> Callable[[F], F]:
-        """``cache_endpoint`` (see there), which also raises at once when placed above
-        ``@app.get(...)`` on this app's router (FastAPI registered the bare function)."""
-        decorate = cache_endpoint(
-            ttl,
-            tags=tags,
-            cache_control=cache_control,
-            stale_ttl=stale_ttl,
-            per_user=per_user,
-            public=public,
-            query_params=query_params,
-        )
+    def cache(self, ttl: float | None = None, **options: Any) -> Callable[[F], F]:
+        """``cache_endpoint(ttl, **options)`` (see there for the options), which also raises
+        at once when placed above ``@app.get(...)`` on this app's router (FastAPI registered
+        the bare function)."""
+        decorate = cache_endpoint(ttl, **options)
 
         def checked(endpoint: F) -> F:
             if id(endpoint) in endpoints_of(self.app.router):
