@@ -96,6 +96,24 @@ class SessionCache(Protocol):
         *,
         record: bool = False,
     ) -> bool | None: ...
+    def replace(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = ...,
+        version: int | None = None,
+        *,
+        record: bool = False,
+    ) -> bool | None: ...
+    async def areplace(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = ...,
+        version: int | None = None,
+        *,
+        record: bool = False,
+    ) -> bool | None: ...
     def invalidate(
         self, keys: Iterable[str], version: int | None = None, *, record: bool = False
     ) -> bool: ...

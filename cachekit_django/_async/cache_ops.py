@@ -71,6 +71,20 @@ class AsyncCacheOps(CacheCore):
             return self._inserted(await store.aread(made))
         return await store.ainsert(made, dumps(value), ttl)
 
+    async def areplace(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
+    ) -> bool | None:
+        """``set`` only if ``key`` exists (SET XX): True replaced, False absent (a value
+        deleted meanwhile, a logout, is never brought back), None Redis could not be asked."""
+        made, ttl = self._key(key, version), self._ttl(timeout)
+        return await self._store_of(key, record).areplace(made, dumps(value), ttl)
+
     async def ainvalidate(
         self, keys: Iterable[str], version: int | None = None, *, record: bool = False
     ) -> bool:

@@ -108,15 +108,19 @@ class AsyncSessionOps(SessionCore):
         if self._unreadable:
             warn("save (data unread)", RuntimeError("the cache was unreachable at load"))
             return
-        # Only an existing session is updated: a concurrent logout must not be undone.
-        status, _ = await self._aread(key)
-        if status is ReadStatus.UNAVAILABLE:
-            return  # _aread said so
-        if status is ReadStatus.MISS:
+        # Only an existing session is updated (SET XX, one round trip): a concurrent logout
+        # or rotation must not be undone by this late save.
+        try:
+            replaced = await self._ops.areplace(
+                key, data, await self.aget_expiry_age(), record=True
+            )
+        except Exception as exc:
+            self._write_failed(exc)
+            return
+        if replaced is None:
+            self._write_failed(None)
+        elif not replaced:
             raise UpdateError
-        stored, failure = await self._awrite(key, data, await self.aget_expiry_age())
-        if not stored:
-            self._write_failed(failure)
 
     async def adelete(self, session_key: str | None = None) -> None:
         if session_key is None:
@@ -188,6 +192,22 @@ class AsyncPlainCacheOps(PlainCacheCore):
         record: bool = False,
     ) -> bool | None:
         return await self.cache.aadd(key, value, timeout, version)
+
+    async def areplace(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
+    ) -> bool | None:
+        # Django's cache API has no SET XX: check, then set (a narrow race, as Django's own
+        # cache session engine has).
+        if not await self.cache.ahas_key(key, version):
+            return False
+        await self.cache.aset(key, value, timeout, version)
+        return True
 
     async def ainvalidate(
         self, keys: Iterable[str], version: int | None = None, *, record: bool = False

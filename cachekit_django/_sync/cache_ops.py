@@ -72,6 +72,20 @@ class SyncCacheOps(CacheCore):
             return self._inserted(store.read(made))
         return store.insert(made, dumps(value), ttl)
 
+    def replace(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
+    ) -> bool | None:
+        """``set`` only if ``key`` exists (SET XX): True replaced, False absent (a value
+        deleted meanwhile, a logout, is never brought back), None Redis could not be asked."""
+        made, ttl = self._key(key, version), self._ttl(timeout)
+        return self._store_of(key, record).replace(made, dumps(value), ttl)
+
     def invalidate(
         self, keys: Iterable[str], version: int | None = None, *, record: bool = False
     ) -> bool:

@@ -109,15 +109,17 @@ class SyncSessionOps(SessionCore):
         if self._unreadable:
             warn("save (data unread)", RuntimeError("the cache was unreachable at load"))
             return
-        # Only an existing session is updated: a concurrent logout must not be undone.
-        status, _ = self._read(key)
-        if status is ReadStatus.UNAVAILABLE:
-            return  # _aread said so
-        if status is ReadStatus.MISS:
+        # Only an existing session is updated (SET XX, one round trip): a concurrent logout
+        # or rotation must not be undone by this late save.
+        try:
+            replaced = self._ops.replace(key, data, self.get_expiry_age(), record=True)
+        except Exception as exc:
+            self._write_failed(exc)
+            return
+        if replaced is None:
+            self._write_failed(None)
+        elif not replaced:
             raise UpdateError
-        stored, failure = self._write(key, data, self.get_expiry_age())
-        if not stored:
-            self._write_failed(failure)
 
     def delete(self, session_key: str | None = None) -> None:
         if session_key is None:
@@ -189,6 +191,22 @@ class SyncPlainCacheOps(PlainCacheCore):
         record: bool = False,
     ) -> bool | None:
         return self.cache.add(key, value, timeout, version)
+
+    def replace(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        record: bool = False,
+    ) -> bool | None:
+        # Django's cache API has no SET XX: check, then set (a narrow race, as Django's own
+        # cache session engine has).
+        if not self.cache.has_key(key, version):
+            return False
+        self.cache.set(key, value, timeout, version)
+        return True
 
     def invalidate(
         self, keys: Iterable[str], version: int | None = None, *, record: bool = False

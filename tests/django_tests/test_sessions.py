@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
@@ -368,3 +369,16 @@ def test_clear_and_an_overflow_of_failed_writes_keep_every_session(
     cache.set("after", 1)  # the first call after the outage replays the (overflowed) queue
     assert cache.get("page") is None
     assert SessionStore(key).load() == {"_auth_user_id": "42", "cart": [1]}
+
+
+def test_a_save_racing_a_logout_never_brings_the_session_back(redis_caches: str) -> None:
+    """Issue 11.4: the update of an existing session is one SET XX (the engine's replace), so a
+    request that loaded the session before a logout cannot save it back after."""
+    key = str(logged_in(cart=[1]).session_key)
+    in_flight = SessionStore(key)
+    assert in_flight.get("cart") == [1]  # the request has read its session
+    SessionStore(key).delete()  # the logout lands while that request runs
+    in_flight["cart"] = [1, 2]
+    with pytest.raises(UpdateError):
+        in_flight.save()
+    assert SessionStore(key).load() == {}
