@@ -118,7 +118,14 @@ class CorruptEntry(Exception):
 class Codec:
     """Encodes entries for shared layers: serialize, compress, sign; and back, strictly."""
 
-    __slots__ = ("compress_threshold", "fallback_keys", "max_size", "secret_key", "serializer")
+    __slots__ = (
+        "_signers",
+        "compress_threshold",
+        "fallback_keys",
+        "max_size",
+        "secret_key",
+        "serializer",
+    )
 
     def __init__(
         self,
@@ -134,22 +141,26 @@ class Codec:
         self.max_size = max_size
         # Older keys being rotated out: they verify entries, never sign one.
         self.fallback_keys = fallback_keys if secret_key else ()
+        # Keyed HMAC states, made once: copying one costs a fraction of keying a new one, on
+        # every read of a signed entry. The current key's first.
+        self._signers = [
+            hmac.new(k, digestmod=sha256) for k in (secret_key, *self.fallback_keys) if k
+        ]
 
     @staticmethod
-    def _mac(secret: bytes, key: str, data: bytes) -> bytes:
+    def _mac(signer: hmac.HMAC, key: str, *parts: bytes | memoryview) -> bytes:
         # The key is signed too: a signed entry copied under another key (another namespace
         # included: the engine passes the full stored key) does not verify.
-        signer = hmac.new(secret, key.encode("utf-8", "surrogatepass") + b"\0", sha256)
-        signer.update(data)
-        return signer.digest()
+        mac = signer.copy()
+        mac.update(key.encode("utf-8", "surrogatepass") + b"\0")
+        for part in parts:
+            mac.update(part)
+        return mac.digest()
 
-    def _verified(self, key: str, data: bytes, mac: bytes) -> bool:
-        """Whether ``mac`` signs ``data`` under ``key`` with the key or one of its fallbacks."""
-        assert self.secret_key is not None
-        if hmac.compare_digest(self._mac(self.secret_key, key, data), mac):
-            return True
+    def _verified(self, key: str, mac: bytes, *parts: bytes | memoryview) -> bool:
+        """Whether ``mac`` signs ``parts`` under ``key`` with the key or one of its fallbacks."""
         return any(
-            hmac.compare_digest(self._mac(old, key, data), mac) for old in self.fallback_keys
+            hmac.compare_digest(self._mac(signer, key, *parts), mac) for signer in self._signers
         )
 
     def encode(self, entry: Entry, versions: list[int], key: str = "") -> bytes:
@@ -182,7 +193,7 @@ class Codec:
             flags |= FLAG_SIGNED
         header = HEADER.pack(MAGIC, FORMAT_VERSION, flags, len(tag_blob)) + tag_blob
         if self.secret_key:
-            return header + self._mac(self.secret_key, key, header + body) + body
+            return header + self._mac(self._signers[0], key, header, body) + body
         return header + body
 
     def decode(self, blob: bytes, key: str = "") -> tuple[Entry, list[int]]:
@@ -199,8 +210,9 @@ class Codec:
             # Unsigned entries are rejected outright when a key is set: never deserialize them.
             if not flags & FLAG_SIGNED or len(blob) < start + MAC_SIZE:
                 raise CorruptEntry("unsigned")
-            signed = blob[:start] + blob[start + MAC_SIZE :]
-            if not self._verified(key, signed, blob[start : start + MAC_SIZE]):
+            view = memoryview(blob)  # the MAC covers what surrounds it, read without a copy
+            mac = blob[start : start + MAC_SIZE]
+            if not self._verified(key, mac, view[:start], view[start + MAC_SIZE :]):
                 raise CorruptEntry("bad signature")
             start += MAC_SIZE
         elif flags & FLAG_SIGNED:
